@@ -1,0 +1,143 @@
+// Package pgtest gives each test its own freshly migrated PostgreSQL
+// database on a real server: TEST_DATABASE_URL's server when set, else one
+// private server per test binary started from the machine's binaries.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventpipe/eventpipe/pkg/pgserver"
+	"github.com/eventpipe/eventpipe/pkg/schema"
+)
+
+var (
+	mu       sync.Mutex
+	started  *pgserver.Server
+	adminURL string
+	startErr error
+	dataDir  string
+	seq      atomic.Int64
+)
+
+// Run runs the package's tests and then stops the server they shared; call
+// it from TestMain: os.Exit(pgtest.Run(m)).
+func Run(m *testing.M) int {
+	code := m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	if started != nil {
+		_ = started.Stop()
+	}
+	if dataDir != "" {
+		_ = os.RemoveAll(dataDir)
+	}
+	return code
+}
+
+func admin(t testing.TB) string {
+	mu.Lock()
+	defer mu.Unlock()
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	if adminURL != "" || startErr != nil {
+		if startErr != nil {
+			t.Fatalf("postgres: %v", startErr)
+		}
+		return adminURL
+	}
+	if !pgserver.Available() {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("postgres: %v", pgserver.ErrNoBinaries)
+		}
+		t.Skipf("skipping: needs PostgreSQL: %v", pgserver.ErrNoBinaries)
+	}
+	dir, err := os.MkdirTemp("", "eventpipe-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir = dir
+	// The server may run as the postgres user, which must get through.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := pgserver.Start(ctx, pgserver.Options{DataDir: dir + "/data", Port: port, Fast: true})
+	if err != nil {
+		startErr = err
+		t.Fatalf("postgres: %v", err)
+	}
+	started, adminURL = s, s.AdminURL()
+	return adminURL
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// NewDatabase creates an empty database for the test, dropped when the test
+// ends, and returns its URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	base := admin(t)
+	cfg, err := pgx.ParseConfig(base)
+	if err != nil {
+		t.Fatalf("parse admin url: %v", err)
+	}
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), seq.Add(1))
+	ctx := context.Background()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.ConnectConfig(context.Background(), cfg)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parse admin url: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Migrated creates a database for the test, applies every migration and
+// returns its URL.
+func Migrated(t testing.TB) string {
+	t.Helper()
+	dbURL := NewDatabase(t)
+	if _, err := schema.Up(dbURL); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return dbURL
+}
