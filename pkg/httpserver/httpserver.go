@@ -189,7 +189,8 @@ func logRequests(logger *slog.Logger) gin.HandlerFunc {
 		if extra, ok := c.Get(logAttrsKey); ok {
 			attrs = append(attrs, extra.([]any)...)
 		}
-		if c.Writer.Status() >= 500 {
+		// A probe answering 503 is readiness doing its job, not an error.
+		if c.Writer.Status() >= 500 && !quiet(c.Request.URL.Path) {
 			level = slog.LevelError
 		}
 		logger.Log(c.Request.Context(), level, "request", attrs...)

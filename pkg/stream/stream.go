@@ -96,7 +96,10 @@ func DeadLetterConfig(o Options) jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      o.DeadLetterAge,
 		MaxBytes:    o.DeadLetterBytes,
-		Replicas:    o.Replicas,
+		// Dead-letter publishes carry a message id, so a retried one is
+		// kept once.
+		Duplicates: 2 * time.Minute,
+		Replicas:   o.Replicas,
 	}
 }
 
