@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -111,7 +112,8 @@ func (r *Reader) Float(name string, def, lo, hi float64) float64 {
 		return def
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < lo || f > hi {
+	// NaN fails every comparison, so it needs its own check.
+	if err != nil || math.IsNaN(f) || f < lo || f > hi {
 		r.Fail(name, "must be a number from %g to %g, got %q", lo, hi, v)
 		return def
 	}
@@ -185,7 +187,9 @@ func parseBytes(v string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n > 0 && n > (1<<62)/mult {
+	// Bound both signs: a large negative times mult wraps around int64
+	// and can come out positive.
+	if n > (1<<62)/mult || n < -(1<<62)/mult {
 		return 0, errors.New("too large")
 	}
 	return n * mult, nil
