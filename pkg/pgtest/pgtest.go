@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/eventpipe/eventpipe/pkg/pgserver"
 	"github.com/eventpipe/eventpipe/pkg/schema"
@@ -29,17 +30,24 @@ var (
 	seq      atomic.Int64
 )
 
-// Run runs the package's tests and then stops the server they shared; call
-// it from TestMain: os.Exit(pgtest.Run(m)).
+// Run runs the package's tests, stops the server they shared, and fails
+// the run when the tests left goroutines behind (a pool or server not
+// closed); call it from TestMain: os.Exit(pgtest.Run(m)).
 func Run(m *testing.M) int {
 	code := m.Run()
 	mu.Lock()
-	defer mu.Unlock()
 	if started != nil {
 		_ = started.Stop()
 	}
 	if dataDir != "" {
 		_ = os.RemoveAll(dataDir)
+	}
+	mu.Unlock()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
 	}
 	return code
 }

@@ -1,24 +1,11 @@
 package store
 
 import (
-	"fmt"
 	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/eventpipe/eventpipe/pkg/pgtest"
 )
 
-// TestMain shares one private PostgreSQL among the package's tests and
-// checks that none of them leaves a goroutine behind (a pool not closed).
-func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain shares one private PostgreSQL among the package's tests.
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
