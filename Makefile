@@ -4,7 +4,7 @@
 GO        ?= go
 BIN       ?= .bin
 FUZZTIME  ?= 20s
-TEST_FLAGS ?= -count=1 -timeout 30m
+TEST_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: run build test vet fuzz clean-data help
 
@@ -16,7 +16,7 @@ run: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-## test: vet, the whole test suite (real PostgreSQL and JetStream), and a short fuzz run
+## test: vet, the whole test suite with the race detector (real PostgreSQL and JetStream), and short fuzz runs
 test: vet
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
@@ -27,6 +27,7 @@ vet:
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/event
+	$(GO) test -run '^$$' -fuzz '^FuzzSplitter$$' -fuzztime $(FUZZTIME) ./pkg/gateway
 
 ## clean-data: delete the local stack's NATS and PostgreSQL data
 clean-data:
