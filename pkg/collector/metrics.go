@@ -117,6 +117,12 @@ func newMetrics(reg prometheus.Registerer, prefix string, source event.Source, p
 			Name: prefix + "db_pool_max_conns",
 			Help: "Size limit of the PostgreSQL pool.",
 		}, func() float64 { return float64(pool.Stat().MaxConns()) }),
+		// Its rate is the average number of callers waiting for a
+		// connection: above zero, the pool is saturated.
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: prefix + "db_pool_acquire_wait_seconds_total",
+			Help: "Time spent waiting for a PostgreSQL connection because the pool had none idle.",
+		}, func() float64 { return pool.Stat().EmptyAcquireWaitTime().Seconds() }),
 	}
 	var errs []error
 	for _, c := range cs {

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -55,6 +56,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{reportEvents, reportRevenue, reportDemographics} {
 		m.generated.WithLabelValues(r)
 		m.duration.WithLabelValues(r)
+		for _, code := range []string{codeInvalidParameter, codeTimeout, codeUnavailable, codeInternal, codeCanceled} {
+			m.errors.WithLabelValues(r, code)
+		}
 	}
 	return m, nil
+}
+
+// registerPool registers the metrics of the PostgreSQL pool's saturation,
+// read from the pool at scrape time.
+func registerPool(reg prometheus.Registerer, pool *pgxpool.Pool) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reporter_db_pool_acquired_conns",
+			Help: "PostgreSQL connections in use.",
+		}, func() float64 { return float64(pool.Stat().AcquiredConns()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reporter_db_pool_max_conns",
+			Help: "Size limit of the PostgreSQL pool (DB_MAX_CONNS).",
+		}, func() float64 { return float64(pool.Stat().MaxConns()) }),
+		// Its rate is the average number of reports waiting for a
+		// connection: above zero, the pool is saturated.
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "reporter_db_pool_acquire_wait_seconds_total",
+			Help: "Time spent waiting for a PostgreSQL connection because the pool had none idle.",
+		}, func() float64 { return pool.Stat().EmptyAcquireWaitTime().Seconds() }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register pool metrics: %w", err)
+		}
+	}
+	return nil
 }

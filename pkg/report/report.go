@@ -42,6 +42,9 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, reg *prometheus
 	}
 	// Registered first, so it runs last: the pool outlives every request.
 	defer st.Close()
+	if err := registerPool(reg, st.Pool()); err != nil {
+		return err
+	}
 
 	ready := httpserver.NewReadiness(httpserver.Check{Name: "postgres", Fn: st.Check(want)})
 	engine := httpserver.NewEngine(logger, ready, reg)
