@@ -18,9 +18,9 @@ RACE_PKGS    = $(filter-out $(PROCESS_PKGS),$(shell $(GO) list ./...))
 run: build
 	$(BIN)/devstack
 
-## build: build every binary into .bin/ (static, as the images do)
+## build: build every binary into .bin/ (static, exactly as the image build does)
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/...
 
 ## test: vet, the whole test suite with the race detector (real PostgreSQL and JetStream), and short fuzz runs
 test: vet

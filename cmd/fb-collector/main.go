@@ -18,6 +18,11 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	// `<binary> healthcheck` is the container healthcheck: distroless
+	// images have no curl.
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		return httpserver.HealthCheck(os.LookupEnv, 3001, os.Stderr) // api.md's PORT
+	}
 	opts, err := collector.LoadOptions(event.Facebook, os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fb-collector: invalid setting %v\n", err)

@@ -18,6 +18,11 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	// `<binary> healthcheck` is the container healthcheck: distroless
+	// images have no curl.
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		return httpserver.HealthCheck(os.LookupEnv, gateway.DefaultPort, os.Stderr)
+	}
 	opts, err := gateway.LoadOptions(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gateway: invalid setting %v\n", err)

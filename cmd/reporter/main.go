@@ -17,6 +17,11 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	// `<binary> healthcheck` is the container healthcheck: distroless
+	// images have no curl.
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		return httpserver.HealthCheck(os.LookupEnv, report.DefaultPort, os.Stderr)
+	}
 	opts, err := report.LoadOptions(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "reporter: invalid setting %v\n", err)

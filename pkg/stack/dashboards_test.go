@@ -568,7 +568,16 @@ type composeConfig struct {
 
 type scrapeConfig struct {
 	JobName       string         `yaml:"job_name" json:"job_name"`
-	StaticConfigs []staticConfig `yaml:"static_configs" json:"static_configs"`
+	StaticConfigs []staticConfig `yaml:"static_configs,omitempty" json:"static_configs,omitempty"`
+	DNSSDConfigs  []dnsSDConfig  `yaml:"dns_sd_configs,omitempty" json:"dns_sd_configs,omitempty"`
+}
+
+// dnsSDConfig finds a compose service's replicas through Docker's DNS.
+type dnsSDConfig struct {
+	Names           []string `yaml:"names" json:"names"`
+	Type            string   `yaml:"type" json:"type"`
+	Port            int      `yaml:"port" json:"port"`
+	RefreshInterval string   `yaml:"refresh_interval" json:"refresh_interval,omitempty"`
 }
 
 type staticConfig struct {
@@ -589,8 +598,8 @@ func loadComposePrometheus(t *testing.T) composeConfig {
 }
 
 // TestComposeMonitoringConfig checks what compose's Prometheus and Grafana
-// are given: every service scraped by its compose name and port under its
-// own job, every 5 to 10 seconds, the alert rules loaded from where compose
+// are given: every replica of every service scraped, found by its compose
+// name and port under its own job, every 5 to 10 seconds, the alert rules loaded from where compose
 // mounts them; Grafana's datasource under the dashboards' uid and its
 // dashboards read from where compose mounts them.
 func TestComposeMonitoringConfig(t *testing.T) {
@@ -604,10 +613,14 @@ func TestComposeMonitoringConfig(t *testing.T) {
 	jobs := map[string]bool{}
 	for _, sc := range c.ScrapeConfigs {
 		jobs[sc.JobName] = true
+		// Every replica of a scaled service is scraped: its targets come
+		// from Docker's DNS name for the service, on the service's port.
 		port, ok := servicePorts[sc.JobName]
-		want := fmt.Sprintf("%s:%d", sc.JobName, port)
-		if !ok || len(sc.StaticConfigs) != 1 || !slices.Equal(sc.StaticConfigs[0].Targets, []string{want}) {
-			t.Errorf("job %s: targets %v; want a job per service scraping [service:port]", sc.JobName, sc.StaticConfigs)
+		if !ok || len(sc.StaticConfigs) != 0 || len(sc.DNSSDConfigs) != 1 ||
+			!slices.Equal(sc.DNSSDConfigs[0].Names, []string{sc.JobName}) ||
+			sc.DNSSDConfigs[0].Type != "A" || sc.DNSSDConfigs[0].Port != port {
+			t.Errorf("job %s: static %v, dns %v; want one A-record lookup of the service's name on port %d",
+				sc.JobName, sc.StaticConfigs, sc.DNSSDConfigs, port)
 		}
 	}
 	for svc := range servicePorts {

@@ -253,7 +253,7 @@ type promServer struct {
 }
 
 // startPrometheus runs Prometheus on a loopback port with compose's scrape
-// jobs, each target's compose host replaced by the stack's service on
+// jobs, each compose service they find replaced by the stack's service on
 // 127.0.0.1, a one-second scrape and evaluation interval, and the alert
 // rules. It returns once every target has been scraped.
 func startPrometheus(t *testing.T, bin string, compose composeConfig, s *stack.Stack) *promServer {
@@ -263,6 +263,18 @@ func startPrometheus(t *testing.T, bin string, compose composeConfig, s *stack.S
 	cfg.Global.ScrapeInterval, cfg.Global.ScrapeTimeout, cfg.Global.EvaluationInterval = "1s", "1s", "1s"
 	for _, sc := range compose.ScrapeConfigs {
 		job := scrapeConfig{JobName: sc.JobName}
+		// Docker's DNS is not here: each looked-up service becomes its one
+		// local process.
+		for _, dns := range sc.DNSSDConfigs {
+			var local staticConfig
+			for _, name := range dns.Names {
+				if s.Port(name) == 0 {
+					t.Fatalf("job %s: %s is not a service", sc.JobName, name)
+				}
+				local.Targets = append(local.Targets, "127.0.0.1:"+strconv.Itoa(s.Port(name)))
+			}
+			job.StaticConfigs = append(job.StaticConfigs, local)
+		}
 		for _, st := range sc.StaticConfigs {
 			var local staticConfig
 			for _, target := range st.Targets {

@@ -77,14 +77,15 @@ type Stack struct {
 }
 
 // Start brings the system up and returns once every service is ready.
-func Start(ctx context.Context, o Options, logger *slog.Logger) (s *Stack, err error) {
+func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err error) {
 	if o.NATSPort == 0 {
 		o.NATSPort = 4222
 	}
 	if o.PostgresPort == 0 {
 		o.PostgresPort = 5432
 	}
-	s = &Stack{opts: o, logger: logger, procs: map[string]*Proc{}}
+	s := &Stack{opts: o, logger: logger, procs: map[string]*Proc{}}
+	// Whatever came up before a failure is stopped again.
 	defer func() {
 		if err != nil {
 			_ = s.Stop(context.Background())
