@@ -35,6 +35,10 @@ vet:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/event
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitter$$' -fuzztime $(FUZZTIME) ./pkg/gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhookBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./pkg/gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEventsQuery$$' -fuzztime $(FUZZTIME) ./pkg/report
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRevenueQuery$$' -fuzztime $(FUZZTIME) ./pkg/report
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDemographicsQuery$$' -fuzztime $(FUZZTIME) ./pkg/report
 
 ## dashboards: regenerate charts/eventpipe/dashboards/*.json from hack/dashboards
 dashboards:

@@ -63,6 +63,7 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	deadLetter      *prometheus.CounterVec
 	deadLetterLost  prometheus.Counter
+	deadLetterSkip  prometheus.Counter
 }
 
 // newMetrics registers the gateway's metrics with reg. inFlight reports
@@ -108,6 +109,10 @@ func newMetrics(reg prometheus.Registerer, inFlight func() float64) (*metrics, e
 			Name: "gateway_deadletter_failures_total",
 			Help: "Rejected events whose dead-letter publish failed; they are only in the response and the log.",
 		}),
+		deadLetterSkip: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_deadletter_skipped_total",
+			Help: "Rejected events not dead-lettered because their request passed DEADLETTER_MAX_PER_REQUEST; counted only.",
+		}),
 	}
 	for i := range numSources {
 		m.accepted[i] = accepted.WithLabelValues(sourceLabel(i))
@@ -120,7 +125,7 @@ func newMetrics(reg prometheus.Registerer, inFlight func() float64) (*metrics, e
 	}
 	// Every known label value starts at zero, so dashboards and rate() see
 	// the series before the first request, rejection or failure.
-	for _, code := range []int{http.StatusAccepted, http.StatusBadRequest, http.StatusRequestEntityTooLarge,
+	for _, code := range []int{http.StatusAccepted, http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestEntityTooLarge,
 		http.StatusUnsupportedMediaType, http.StatusServiceUnavailable} {
 		m.requests.WithLabelValues(strconv.Itoa(code))
 	}
@@ -134,7 +139,7 @@ func newMetrics(reg prometheus.Registerer, inFlight func() float64) (*metrics, e
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		accepted, processed, failed, duplicates, m.duration, m.publishDuration,
-		m.requests, m.deadLetter, m.deadLetterLost, inFlightGauge,
+		m.requests, m.deadLetter, m.deadLetterLost, m.deadLetterSkip, inFlightGauge,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

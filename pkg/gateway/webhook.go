@@ -222,6 +222,9 @@ func (h *webhook) serve(c *gin.Context) {
 }
 
 func (h *webhook) handle(c *gin.Context, start time.Time) {
+	if !h.checkToken(c) {
+		return
+	}
 	if !jsonContentType(c.GetHeader("Content-Type")) {
 		httpserver.Error(c, http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
 			"Content-Type must be application/json")
@@ -229,6 +232,9 @@ func (h *webhook) handle(c *gin.Context, start time.Time) {
 	}
 	if c.Request.ContentLength > h.opts.MaxBodyBytes {
 		httpserver.Error(c, http.StatusRequestEntityTooLarge, codeTooLarge, h.tooLarge())
+		return
+	}
+	if !h.checkSignature(c) {
 		return
 	}
 	b := h.backend.Load()
@@ -299,6 +305,10 @@ type batch struct {
 
 	deadLetterLost int
 	deadLetterErr  error
+	// deadLettered and deadLetterSkipped count the rejected events sent
+	// to the dead-letter stream and those past the per-request cap.
+	deadLettered      int
+	deadLetterSkipped int
 }
 
 // bodyFailure says why the body could not be read to its end.
@@ -457,10 +467,15 @@ func (r *batch) reject(i int, raw []byte, err error) {
 	}
 	id, src := r.peek(raw)
 	r.h.m.failed[src][failValidation].Inc()
-	r.h.m.deadLetter.WithLabelValues(reasonLabel(path)).Inc()
 	if len(r.errors) < r.h.opts.MaxErrorsReported {
 		r.errors = append(r.errors, eventError{Index: i, EventID: id, Error: reason})
 	}
+	if r.deadLettered >= r.h.opts.MaxDeadLettersPerRequest {
+		r.deadLetterSkipped++
+		return
+	}
+	r.deadLettered++
+	r.h.m.deadLetter.WithLabelValues(reasonLabel(path)).Inc()
 	data := raw
 	if limit := min(maxDeadLetterData, r.b.maxEvent); len(data) > limit {
 		data = data[:limit]
@@ -514,6 +529,7 @@ func (r *batch) finish(c *gin.Context, failure *bodyFailure) {
 	}
 	deadLetterLost := r.deadLetterLost + t.deadLetterLost
 	m.deadLetterLost.Add(float64(deadLetterLost))
+	m.deadLetterSkip.Add(float64(r.deadLetterSkipped))
 
 	elapsed := time.Since(r.start).Seconds()
 	attrs := []any{
@@ -522,6 +538,9 @@ func (r *batch) finish(c *gin.Context, failure *bodyFailure) {
 		"rejected", r.rejected,
 		"duplicates", duplicates,
 		"events_per_second", math.Round(float64(r.events)/max(elapsed, 1e-6)*10) / 10,
+	}
+	if r.deadLetterSkipped > 0 {
+		attrs = append(attrs, "deadletter_skipped", r.deadLetterSkipped)
 	}
 	if deadLetterLost > 0 {
 		dlErr := cmp.Or(t.deadLetterErr, r.deadLetterErr, errAbandoned)

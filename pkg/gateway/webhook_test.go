@@ -573,3 +573,35 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("stream holds %d messages; want %d", got, n)
 	}
 }
+
+// TestWebhookDeadLetterCap: past DEADLETTER_MAX_PER_REQUEST a request's
+// rejected events are counted, not dead-lettered, so a body of many tiny
+// invalid items cannot flood the dead-letter stream; the answer's counts
+// stay exact and the valid events still go through.
+func TestWebhookDeadLetterCap(t *testing.T) {
+	ns := natstest.Start(t)
+	opts := testOptions(t, ns.ClientURL())
+	opts.MaxDeadLettersPerRequest = 3
+	g := startGateway(t, opts)
+	js := natsClient(t, ns)
+
+	valid := samples(t)[0]
+	raws := [][]byte{valid}
+	for range 10 {
+		raws = append(raws, []byte(`{}`))
+	}
+	a := post(t, g.url, array(raws...))
+	if a.Status != http.StatusAccepted || a.Result.Accepted != 1 || a.Result.Rejected != 10 {
+		t.Fatalf("got %d accepted %d rejected %d; want 202, 1 and 10 (body %s)", a.Status, a.Result.Accepted, a.Result.Rejected, a.Body)
+	}
+	if got := streamCount(t, js, stream.DeadLetter); got != 3 {
+		t.Errorf("DEADLETTER holds %d messages; want the cap, 3", got)
+	}
+	if got := streamCount(t, js, stream.Events); got != 1 {
+		t.Errorf("EVENTS holds %d messages; want 1", got)
+	}
+	m := scrape(t, g.url)
+	if got := m["gateway_deadletter_skipped_total"]; got != 7 {
+		t.Errorf("gateway_deadletter_skipped_total: got %v; want 7", got)
+	}
+}
