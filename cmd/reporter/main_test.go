@@ -10,27 +10,6 @@ import (
 	"github.com/eventpipe/eventpipe/pkg/pgtest"
 )
 
-func TestRunRejectsInvalidSettings(t *testing.T) {
-	tests := []struct {
-		name string
-		env  map[string]string
-	}{
-		{"missing DATABASE_URL", map[string]string{"DATABASE_URL": ""}},
-		{"bad QUERY_TIMEOUT", map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x", "QUERY_TIMEOUT": "forever"}},
-		{"bad PORT", map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x", "PORT": "0"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			if got := run(); got != 2 {
-				t.Fatalf("got exit code %d; want 2", got)
-			}
-		})
-	}
-}
-
 // SIGTERM stops the service cleanly: exit code 0.
 func TestRunStopsOnSIGTERM(t *testing.T) {
 	port, err := pgtest.FreePort()
