@@ -68,6 +68,7 @@ type Stack struct {
 	logger    *slog.Logger
 	nats      *server.Server
 	pg        *pgserver.Server
+	pgOpts    pgserver.Options
 	dbURL     string
 	natsURL   string
 	mu        sync.Mutex
@@ -117,13 +118,14 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		if err != nil {
 			return nil, err
 		}
-		s.pg, err = pgserver.Start(ctx, pgserver.Options{
+		s.pgOpts = pgserver.Options{
 			DataDir:  filepath.Join(o.Dir, "postgres"),
 			Port:     o.PostgresPort,
 			Database: "eventpipe",
 			Fast:     o.FastPostgres,
 			Log:      pgLog,
-		})
+		}
+		s.pg, err = pgserver.Start(ctx, s.pgOpts)
 		if err != nil {
 			return nil, fmt.Errorf("start postgres: %w", err)
 		}
@@ -154,6 +156,34 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		}
 	}
 	return s, nil
+}
+
+// StopPostgres stops the private PostgreSQL, as an outage would; the
+// services keep running.
+func (s *Stack) StopPostgres() error {
+	s.mu.Lock()
+	pg := s.pg
+	s.mu.Unlock()
+	if pg == nil {
+		return errors.New("the stack runs no private PostgreSQL")
+	}
+	return pg.Stop()
+}
+
+// StartPostgres starts the private PostgreSQL again, on the same data and
+// port, after StopPostgres.
+func (s *Stack) StartPostgres(ctx context.Context) error {
+	if s.pgOpts.DataDir == "" {
+		return errors.New("the stack runs no private PostgreSQL")
+	}
+	pg, err := pgserver.Start(ctx, s.pgOpts)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pg = pg
+	s.mu.Unlock()
+	return nil
 }
 
 // Port returns the port a service listens on.
@@ -279,8 +309,11 @@ func (s *Stack) Stop(ctx context.Context) error {
 		s.nats.Shutdown()
 		s.nats.WaitForShutdown()
 	}
-	if s.pg != nil {
-		if err := s.pg.Stop(); err != nil {
+	s.mu.Lock()
+	pg := s.pg
+	s.mu.Unlock()
+	if pg != nil {
+		if err := pg.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
