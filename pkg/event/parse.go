@@ -163,6 +163,9 @@ func (p *Parser) Parse(raw []byte) (Event, error) {
 	if err := fastjson.ValidateBytes(raw); err != nil {
 		return Event{}, invalidJSON(err)
 	}
+	if i := RawControlInString(raw); i >= 0 {
+		return Event{}, invalid("", "must be valid JSON: control character 0x"+strconv.FormatUint(uint64(raw[i]), 16)+" in a string")
+	}
 	if err := checkSurrogates(raw); err != nil {
 		return Event{}, err
 	}
@@ -770,6 +773,39 @@ func quote(b []byte) string {
 func firstNonSpace(b []byte) int {
 	for i, c := range b {
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// RawControlInString returns the offset of the first raw control character
+// (below U+0020) inside a JSON string of b, or -1. JSON forbids them, and
+// PostgreSQL's jsonb refuses them, but fastjson's validator lets one pass
+// in a string that also holds an escape sequence ("\x1c\\b"). b is
+// assumed otherwise well formed; most events have no such byte at all, so
+// the common case is one quick pass.
+func RawControlInString(b []byte) int {
+	quick := true
+	for _, c := range b {
+		if c < 0x20 {
+			quick = false
+			break
+		}
+	}
+	if quick {
+		return -1
+	}
+	inString, escaped := false, false
+	for i, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString && c < 0x20:
 			return i
 		}
 	}

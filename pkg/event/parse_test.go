@@ -588,3 +588,45 @@ func BenchmarkParse(b *testing.B) {
 		})
 	})
 }
+
+// TestRawControlCharacterWithEscape: a raw control character in a string
+// that also holds an escape sequence is invalid JSON (and refused by
+// PostgreSQL's jsonb), although fastjson's validator lets it pass.
+func TestRawControlCharacterWithEscape(t *testing.T) {
+	raw := samples(t)[0]
+	for _, tt := range []struct{ name, old, new string }{
+		{"known field", `"Henry Auer"`, "\"Henry\x1c\\\"Auer\""},
+		{"unknown field", `"source":`, "\"note\":\"a\x01\\nb\",\"source\":"},
+		{"raw tab", `"Henry Auer"`, "\"Henry\t\\u0041uer\""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := replace(t, raw, tt.old, tt.new)
+			_, err := Parse(bad)
+			if err == nil || !strings.Contains(err.Error(), "control char") {
+				t.Errorf("got %v; want a control character error", err)
+			}
+		})
+	}
+	// Escaped control characters are fine.
+	ok := replace(t, raw, `"Henry Auer"`, `"Henry\u001c\\Auer"`)
+	if _, err := Parse(ok); err != nil {
+		t.Errorf("escaped control character: got %v; want nil", err)
+	}
+}
+
+func TestRawControlInString(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int
+	}{
+		{`{"a":"b"}`, -1},
+		{"{\n\t\"a\": \"b\"\r\n}", -1},
+		{"{\"a\":\"\x1c\"}", 6},
+		{"{\"a\":\"\\\"\x01\"}", 8},
+		{"{\"a\":\"\\\\\",\n\"b\":1}", -1},
+	} {
+		if got := RawControlInString([]byte(tt.in)); got != tt.want {
+			t.Errorf("RawControlInString(%q): got %d; want %d", tt.in, got, tt.want)
+		}
+	}
+}

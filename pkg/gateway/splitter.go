@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/eventpipe/eventpipe/pkg/event"
 )
 
 // minRead is the least room a read is given.
@@ -131,6 +133,11 @@ func (s *splitter) value() ([]byte, error) {
 	s.pos += n
 	if err := fastjson.ValidateBytes(v); err != nil {
 		return nil, &syntaxError{msg: err.Error()}
+	}
+	// fastjson misses a raw control character in a string that also holds
+	// an escape sequence.
+	if i := event.RawControlInString(v); i >= 0 {
+		return nil, &syntaxError{msg: "invalid character " + strconv.QuoteRune(rune(v[i])) + " in string literal"}
 	}
 	return v, nil
 }
