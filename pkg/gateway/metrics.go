@@ -129,9 +129,11 @@ func newMetrics(reg prometheus.Registerer, inFlight func() float64) (*metrics, e
 		http.StatusUnsupportedMediaType, http.StatusServiceUnavailable} {
 		m.requests.WithLabelValues(strconv.Itoa(code))
 	}
-	for _, path := range deadLetterPaths() {
-		m.deadLetter.WithLabelValues(reasonLabel(path))
+	for field := range eventFields {
+		m.deadLetter.WithLabelValues(field)
 	}
+	m.deadLetter.WithLabelValues(reasonLabel(""))
+	m.deadLetter.WithLabelValues(reasonLabel("data.unknown"))
 	inFlightGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "gateway_publish_in_flight",
 		Help: "JetStream publishes awaiting an ack.",
@@ -149,24 +151,4 @@ func newMetrics(reg prometheus.Registerer, inFlight func() float64) (*metrics, e
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// deadLetterPaths are the validation paths whose gateway_deadletter_total
-// series are created up front: "" (the event as a whole), the fields of
-// events.md, and one path reasonLabel folds into "other". Labels come out
-// of reasonLabel, so this list can only miss a series, never invent one.
-func deadLetterPaths() []string {
-	return []string{
-		"", "eventId", "timestamp", "source", "funnelStage", "eventType", "data",
-		"data.user", "data.user.userId", "data.user.name", "data.user.age", "data.user.gender",
-		"data.user.location", "data.user.location.country", "data.user.location.city",
-		"data.user.username", "data.user.followers",
-		"data.engagement", "data.engagement.actionTime", "data.engagement.referrer",
-		"data.engagement.videoId", "data.engagement.adId", "data.engagement.campaignId",
-		"data.engagement.clickPosition", "data.engagement.device", "data.engagement.browser",
-		"data.engagement.purchaseAmount", "data.engagement.watchTime",
-		"data.engagement.percentageWatched", "data.engagement.country",
-		"data.engagement.profileId", "data.engagement.purchasedItem",
-		"data.unknown",
-	}
 }
