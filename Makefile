@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 PROCESS_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... 2>/dev/null)
 RACE_PKGS    = $(filter-out $(PROCESS_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz dashboards test-monitoring clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart tools clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -23,7 +23,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/...
 
 ## test: vet, the whole test suite with the race detector (real PostgreSQL and JetStream), and short fuzz runs
-test: vet
+test: vet lint-chart
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 	$(GO) test $(TEST_FLAGS) $(PROCESS_PKGS)
 	$(MAKE) fuzz
@@ -47,6 +47,22 @@ dashboards:
 ## test-monitoring: lint dashboards and alerts, and evaluate every query on a real Prometheus (needs prometheus, promtool)
 test-monitoring:
 	$(GO) test -count=1 -v -run 'Monitoring|Dashboards|AlertRules|Lint|Compose' ./pkg/stack ./hack/dashboards
+
+## tools: build helm and ct (pinned in hack/tools/go.mod) into .bin/tools
+tools:
+	hack/tools.sh
+
+# Without the chart repositories (no network), ct lints the chart alone:
+# no dependency build, no yamale (Chart.yaml is still checked by helm lint).
+# With them: make lint-chart CT_CONFIG=ct.yaml CT_FLAGS=
+CT_CONFIG ?= hack/ct/offline.yaml
+CT_FLAGS  ?= --skip-helm-dependencies --validate-chart-schema=false
+
+## lint-chart: helm lint and ct lint (yamllint included) on charts/eventpipe
+lint-chart:
+	PATH="$$(hack/tools.sh):$$PATH"; \
+	  helm lint charts/eventpipe && \
+	  ct lint --config $(CT_CONFIG) --charts charts/eventpipe --check-version-increment=false $(CT_FLAGS)
 
 ## clean-data: delete the local stack's NATS and PostgreSQL data
 clean-data:
