@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 PROCESS_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... 2>/dev/null)
 RACE_PKGS    = $(filter-out $(PROCESS_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart tools clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs tools clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -43,6 +43,10 @@ fuzz:
 ## dashboards: regenerate charts/eventpipe/dashboards/*.json from hack/dashboards
 dashboards:
 	$(GO) run ./hack/dashboards
+
+## chart-docs: regenerate charts/eventpipe/README.md from values.yaml and values.schema.json
+chart-docs:
+	$(GO) run ./hack/chartdoc
 
 ## test-monitoring: lint dashboards and alerts, and evaluate every query on a real Prometheus (needs prometheus, promtool)
 test-monitoring:
