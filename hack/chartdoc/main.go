@@ -246,13 +246,14 @@ helm repo add nats https://nats-io.github.io/k8s/helm/charts/
 helm repo add cnpg https://cloudnative-pg.github.io/charts
 helm dependency build charts/eventpipe
 helm install eventpipe charts/eventpipe -n eventpipe --create-namespace \
-  --set image.registry=registry.example/eventpipe
+  --timeout 10m --set image.registry=registry.example/eventpipe
 ` + "```" + `
 
 With the bundled database the migrations run right after install (the
 database does not exist before), and the services report not ready until
 they have: leave out ` + "`--wait`" + `, which would wait for readiness before
-running that hook. With an external database (it exists before the
+running that hook, and allow the hook time for the database to start
+(` + "`--timeout 10m`" + `; Helm's default is 5m). With an external database (it exists before the
 release) they run before install and every upgrade:
 
 ` + "```" + `

@@ -704,3 +704,27 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		})
 	}
 }
+
+// TestNotesTellHowToReachTheReporter checks the post-install notes give
+// a port-forward that names a Service the chart creates, on its port.
+func TestNotesTellHowToReachTheReporter(t *testing.T) {
+	files, err := render(loadChart(t), valueSets["defaults"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := files["eventpipe/templates/NOTES.txt"]
+	want := "kubectl -n " + namespace + " port-forward svc/" + releaseName + "-reporter 3003:3003"
+	if !strings.Contains(notes, want) {
+		t.Errorf("NOTES.txt lacks %q:\n%s", want, notes)
+	}
+	if !strings.Contains(notes, "without") && !strings.Contains(notes, "migrations run right after") {
+		t.Errorf("NOTES.txt does not explain the post-install migrations of the bundled database:\n%s", notes)
+	}
+	var found bool
+	for _, s := range ofType[*corev1.Service](typed(t, valueSets["defaults"])) {
+		found = found || (s.Name == releaseName+"-reporter" && s.Spec.Ports[0].Port == 3003)
+	}
+	if !found {
+		t.Errorf("no Service %s-reporter on 3003, which the notes forward to", releaseName)
+	}
+}
