@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 PROCESS_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... 2>/dev/null)
 RACE_PKGS    = $(filter-out $(PROCESS_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs tools clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs tools kind-up kind-down test-kind clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -67,6 +67,18 @@ lint-chart:
 	PATH="$$(hack/tools.sh):$$PATH"; \
 	  helm lint charts/eventpipe && \
 	  ct lint --config $(CT_CONFIG) --charts charts/eventpipe --check-version-increment=false $(CT_FLAGS)
+
+## kind-up: a local kind cluster with a registry, KEDA, CloudNativePG and kube-prometheus-stack (needs Docker)
+kind-up:
+	hack/kind-up.sh
+
+## kind-down: delete the kind cluster and its registry
+kind-down:
+	hack/kind-down.sh
+
+## test-kind: install the chart on a fresh kind cluster and check the reports (needs Docker and the network)
+test-kind:
+	EVENTPIPE_KIND=1 $(GO) test -count=1 -run '^TestKind$$' -v -timeout 30m ./pkg/chart
 
 ## clean-data: delete the local stack's NATS and PostgreSQL data
 clean-data:

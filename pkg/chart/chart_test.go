@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -172,6 +173,7 @@ func TestMigrationJobPerMode(t *testing.T) {
 	}{
 		{"bundled database", valueSets["defaults"], "post-install,pre-upgrade"},
 		{"external database", valueSets["external-db"], "pre-install,pre-upgrade"},
+		{"external database URL", valueSets["external-db-url"], "pre-install,pre-upgrade"},
 		{"plain job", map[string]any{"migrations": map[string]any{"mode": "job"}}, ""},
 		{"plain job, external database", valueSets["production"], ""},
 	}
@@ -190,6 +192,9 @@ func TestMigrationJobPerMode(t *testing.T) {
 			if got, want := envOf(c)["DATABASE_URL"], envOf(deployment(t, objs, "reporter").Spec.Template.Spec.Containers[0])["DATABASE_URL"]; got != want || got == "" {
 				t.Errorf("migrate DATABASE_URL %q; reporter's %q", got, want)
 			}
+			if strings.Contains(tt.hooks, "pre-install") {
+				mustExistBeforeInstall(t, objs, job)
+			}
 			if job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
 				t.Errorf("restartPolicy %q; want Never", job.Spec.Template.Spec.RestartPolicy)
 			}
@@ -202,6 +207,33 @@ func TestMigrationJobPerMode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// mustExistBeforeInstall fails when a pre-install hook's pod refers to an
+// object the release creates as an ordinary resource: Helm creates those
+// only after the pre-install hooks have finished, so the pod could never
+// start.
+func mustExistBeforeInstall(t *testing.T, objs []runtime.Object, hook *batchv1.Job) {
+	t.Helper()
+	ordinary := map[string]bool{}
+	for _, o := range objs {
+		m, err := meta.Accessor(o)
+		if err != nil || m.GetAnnotations()["helm.sh/hook"] != "" {
+			continue
+		}
+		ordinary[fmt.Sprintf("%T/%s", o, m.GetName())] = true
+	}
+	pod := hook.Spec.Template.Spec
+	if sa := pod.ServiceAccountName; sa != "" && ordinary["*v1.ServiceAccount/"+sa] {
+		t.Errorf("pre-install Job runs as ServiceAccount %s, created only after the hook", sa)
+	}
+	for _, c := range pod.Containers {
+		for _, e := range c.Env {
+			if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && ordinary["*v1.Secret/"+ref.SecretKeyRef.Name] {
+				t.Errorf("pre-install Job reads Secret %s, created only after the hook", ref.SecretKeyRef.Name)
+			}
+		}
 	}
 }
 
