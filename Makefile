@@ -13,7 +13,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 NORACE_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... ./pkg/chart/... 2>/dev/null)
 RACE_PKGS    = $(filter-out $(NORACE_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs tools kind-up kind-down test-apiserver test-kind clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs bench bench-ci tools kind-up kind-down test-apiserver test-kind clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -52,6 +52,14 @@ chart-docs:
 ## test-monitoring: lint dashboards and alerts, and evaluate every query on a real Prometheus (needs prometheus, promtool)
 test-monitoring:
 	$(GO) test -count=1 -v -run 'Monitoring|Dashboards|AlertRules|Lint|Compose' ./pkg/stack ./hack/dashboards
+
+## bench: the benchmark suite at issue 6's sizes, by hand (about 30 min on 2 cores); one table, JSON in bench-results/
+bench: build
+	$(GO) run ./hack/bench -size full -bin $(BIN) $(BENCH_FLAGS)
+
+## bench-ci: the benchmark suite at its reduced size (about 2 min), as CI runs it so it cannot rot
+bench-ci: build
+	$(GO) run ./hack/bench -size ci -bin $(BIN) $(BENCH_FLAGS)
 
 ## tools: build helm and ct (pinned in hack/tools/go.mod) into .bin/tools
 tools:
