@@ -13,7 +13,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 NORACE_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... ./pkg/chart/... 2>/dev/null)
 RACE_PKGS    = $(filter-out $(NORACE_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs bench bench-ci tools kind-up kind-down test-apiserver test-kind clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs chaos bench bench-ci tools kind-up kind-down test-apiserver test-kind clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -26,7 +26,7 @@ build:
 ## test: vet, the whole test suite with the race detector (real PostgreSQL and JetStream), and short fuzz runs
 test: vet lint-chart
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
-	$(GO) test $(TEST_FLAGS) $(NORACE_PKGS)
+	$(GO) test $(TEST_FLAGS) -skip '^TestChaos$$' $(NORACE_PKGS)
 	$(MAKE) fuzz
 
 vet:
@@ -52,6 +52,11 @@ chart-docs:
 ## test-monitoring: lint dashboards and alerts, and evaluate every query on a real Prometheus (needs prometheus, promtool)
 test-monitoring:
 	$(GO) test -count=1 -v -run 'Monitoring|Dashboards|AlertRules|Lint|Compose' ./pkg/stack ./hack/dashboards
+
+CHAOS_FLAGS ?=
+## chaos: the fault-injection suite (about 4-6 min): kills, NATS restarts and crashes, a PostgreSQL outage, all mixed, under load; CHAOS_FLAGS=-chaos.full for the long version (about 15 min)
+chaos:
+	$(GO) test -count=1 -timeout 30m -v -run '^TestChaos$$' ./pkg/stack $(CHAOS_FLAGS)
 
 ## bench: the benchmark suite at issue 6's sizes, by hand (about 30 min on 2 cores); one table, JSON in bench-results/
 bench: build

@@ -1,8 +1,9 @@
-// Package stack runs the whole system on one machine: an embedded NATS
-// JetStream server, a private PostgreSQL (or an existing DATABASE_URL), the
-// migrations, and every service as its own process. The local stack
-// (cmd/devstack) and the process-level tests use it, so both exercise the
-// binaries exactly as they ship.
+// Package stack runs the whole system on one machine: a NATS JetStream
+// server (embedded, or a nats-server process that can be restarted), a
+// private PostgreSQL (or an existing DATABASE_URL), the migrations, and
+// every service as its own process, collectors optionally as several
+// replicas. The local stack (cmd/devstack) and the process-level tests use
+// it, so both exercise the binaries exactly as they ship.
 package stack
 
 import (
@@ -22,6 +23,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eventpipe/eventpipe/pkg/natsembed"
 	"github.com/eventpipe/eventpipe/pkg/pgserver"
@@ -60,19 +63,38 @@ type Options struct {
 	Output io.Writer
 	// FastPostgres turns fsync off in a private PostgreSQL (tests).
 	FastPostgres bool
+	// NATSBinary, when set, is a nats-server binary run as a process of
+	// its own, with its file store under Dir/nats, so that it can be
+	// stopped and started again on the same store and ports (StopNATS,
+	// StartNATS). Empty runs NATS embedded in this process.
+	NATSBinary string
+	// Replicas maps a service to how many instances of it run; missing
+	// ones run one. The first instance is named after the service, the
+	// n-th "<service>-<n>" (fb-collector-2), which needs its port in Ports.
+	Replicas map[string]int
+}
+
+// natsProcName names the nats-server process and its log.
+const natsProcName = "nats-server"
+
+// instance is one process of a service.
+type instance struct {
+	name, service string
 }
 
 // Stack is a running system.
 type Stack struct {
 	opts      Options
 	logger    *slog.Logger
-	nats      *server.Server
+	nats      *server.Server // embedded; nil when NATSBinary is set
+	natsProc  *Proc          // the nats-server process, when NATSBinary is set
 	pg        *pgserver.Server
 	pgOpts    pgserver.Options
 	dbURL     string
 	natsURL   string
 	mu        sync.Mutex
 	procs     map[string]*Proc
+	instances []instance
 	outputMu  sync.Mutex
 	publisher *Proc
 }
@@ -97,19 +119,36 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 			return nil, fmt.Errorf("binary %s not built in %s (run make build): %w", name, o.BinDir, err)
 		}
 	}
+	for _, svc := range services {
+		s.instances = append(s.instances, instance{svc.Name, svc.Name})
+		for n := 2; n <= o.Replicas[svc.Name]; n++ {
+			name := svc.Name + "-" + strconv.Itoa(n)
+			if o.Ports[name] == 0 {
+				return nil, fmt.Errorf("replica %s needs its port in Options.Ports", name)
+			}
+			s.instances = append(s.instances, instance{name, svc.Name})
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
 
-	s.nats, err = natsembed.Start(natsembed.Options{
-		Port:        o.NATSPort,
-		MonitorPort: o.NATSMonitorPort,
-		StoreDir:    filepath.Join(o.Dir, "nats"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start nats on port %d: %w", o.NATSPort, err)
+	if o.NATSBinary != "" {
+		s.natsURL = "nats://127.0.0.1:" + strconv.Itoa(o.NATSPort)
+		if err := s.StartNATS(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		s.nats, err = natsembed.Start(natsembed.Options{
+			Port:        o.NATSPort,
+			MonitorPort: o.NATSMonitorPort,
+			StoreDir:    filepath.Join(o.Dir, "nats"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start nats on port %d: %w", o.NATSPort, err)
+		}
+		s.natsURL = s.nats.ClientURL()
 	}
-	s.natsURL = s.nats.ClientURL()
 	logger.Info("nats jetstream up", "url", s.natsURL)
 
 	s.dbURL = o.DatabaseURL
@@ -133,7 +172,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		logger.Info("postgres up", "url", s.dbURL)
 	}
 
-	migrate := s.newProc("migrate", nil)
+	migrate := s.newProc("migrate", s.binary("migrate"), nil, nil)
 	if err := migrate.Start(); err != nil {
 		return nil, err
 	}
@@ -141,21 +180,122 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		return nil, fmt.Errorf("migrate exited with %d (see %s)", code, migrate.LogPath())
 	}
 
-	for _, svc := range services {
-		p := s.newProc(svc.Name, []string{"PORT=" + strconv.Itoa(s.Port(svc.Name))})
+	for _, in := range s.instances {
+		p := s.newProc(in.name, s.binary(in.service), nil, []string{"PORT=" + strconv.Itoa(s.Port(in.name))})
 		if err := p.Start(); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
-		s.procs[svc.Name] = p
+		s.procs[in.name] = p
 		s.mu.Unlock()
 	}
-	for _, svc := range services {
-		if err := s.WaitReady(ctx, svc.Name, 60*time.Second); err != nil {
+	for _, in := range s.instances {
+		if err := s.WaitReady(ctx, in.name, 60*time.Second); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+func (s *Stack) binary(name string) string { return filepath.Join(s.opts.BinDir, name) }
+
+// StartNATS starts the nats-server process on the stack's store and ports
+// (first at Start, again after StopNATS) and returns once JetStream
+// answers.
+func (s *Stack) StartNATS(ctx context.Context) error {
+	if s.opts.NATSBinary == "" {
+		return errors.New("NATS runs embedded in this process; set Options.NATSBinary to run it as a process")
+	}
+	args := []string{
+		"-js", "-sd", filepath.Join(s.opts.Dir, "nats"),
+		"-a", "127.0.0.1", "-p", strconv.Itoa(s.opts.NATSPort),
+		"-n", "eventpipe-nats",
+	}
+	if s.opts.NATSMonitorPort != 0 {
+		args = append(args, "-m", strconv.Itoa(s.opts.NATSMonitorPort))
+	}
+	p := s.newProc(natsProcName, s.opts.NATSBinary, args, nil)
+	if err := p.Start(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.natsProc = p
+	s.mu.Unlock()
+	return waitJetStream(ctx, s.natsURL, p, 60*time.Second)
+}
+
+// StopNATS stops the nats-server process gracefully (SIGTERM: JetStream
+// flushes its store), as an operator's restart would; the services keep
+// running and reconnect once StartNATS brings it back. Past ctx it is
+// killed.
+func (s *Stack) StopNATS(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.natsProc
+	s.mu.Unlock()
+	if p == nil {
+		return errors.New("the stack runs no nats-server process")
+	}
+	if p.Exited() {
+		return nil
+	}
+	if code := p.Terminate(ctx); code != 0 {
+		return fmt.Errorf("nats-server exited with %d (see %s)", code, p.LogPath())
+	}
+	return nil
+}
+
+// KillNATS SIGKILLs the nats-server process, as a crash would: what
+// JetStream acknowledged was already written to its files, but nothing is
+// flushed or closed cleanly.
+func (s *Stack) KillNATS() error {
+	s.mu.Lock()
+	p := s.natsProc
+	s.mu.Unlock()
+	if p == nil {
+		return errors.New("the stack runs no nats-server process")
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil && !p.Exited() {
+		return err
+	}
+	p.Wait()
+	return nil
+}
+
+// waitJetStream polls the server until JetStream answers on it.
+func waitJetStream(ctx context.Context, url string, p *Proc, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var last error
+	for {
+		last = jetStreamUp(ctx, url)
+		if last == nil {
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("nats-server exited with %d at start (see %s)", p.Wait(), p.LogPath())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nats-server not serving JetStream after %s: %w (see %s)", limit, last, p.LogPath())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func jetStreamUp(ctx context.Context, url string) error {
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err
 }
 
 // StopPostgres stops the private PostgreSQL, as an outage would; the
@@ -186,7 +326,8 @@ func (s *Stack) StartPostgres(ctx context.Context) error {
 	return nil
 }
 
-// Port returns the port a service listens on.
+// Port returns the port a service (or a replica, by its instance name)
+// listens on.
 func (s *Stack) Port(name string) int {
 	if p, ok := s.opts.Ports[name]; ok {
 		return p
@@ -218,21 +359,33 @@ func (s *Stack) NATSMonitorURL() string {
 	return "http://127.0.0.1:" + strconv.Itoa(s.opts.NATSMonitorPort)
 }
 
-// Proc returns a running service's process.
+// Instances returns the names of a service's instances, the service's
+// own name first.
+func (s *Stack) Instances(service string) []string {
+	var names []string
+	for _, in := range s.instances {
+		if in.service == service {
+			names = append(names, in.name)
+		}
+	}
+	return names
+}
+
+// Proc returns a running instance's process.
 func (s *Stack) Proc(name string) *Proc {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.procs[name]
 }
 
-// Restart starts a service again (after it exited or was killed) and waits
-// until it is ready.
+// Restart starts a service instance again (after it exited or was
+// killed) and waits until it is ready.
 func (s *Stack) Restart(ctx context.Context, name string) error {
 	old := s.Proc(name)
 	if old == nil {
 		return fmt.Errorf("no service %s", name)
 	}
-	p := s.newProc(name, old.extraEnv)
+	p := s.newProc(name, old.path, old.args, old.extraEnv)
 	if err := p.Start(); err != nil {
 		return err
 	}
@@ -274,7 +427,7 @@ func (s *Stack) WaitReady(ctx context.Context, name string, limit time.Duration)
 // settings (MIN_BATCH=10, ...), writing its summary to its log.
 func (s *Stack) StartPublisher(env ...string) (*Proc, error) {
 	env = append([]string{"EVENT_ENDPOINT=" + s.URL("gateway") + "/webhook"}, env...)
-	p := s.newProc("publisher", env)
+	p := s.newProc("publisher", s.binary("publisher"), nil, env)
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
@@ -284,8 +437,9 @@ func (s *Stack) StartPublisher(env ...string) (*Proc, error) {
 	return p, nil
 }
 
-// Stop stops the publisher, then the services in reverse start order (each
-// with SIGTERM, waiting for its graceful exit), then NATS and PostgreSQL.
+// Stop stops the publisher, then the service instances in reverse start
+// order (each with SIGTERM, waiting for its graceful exit), then NATS and
+// PostgreSQL.
 func (s *Stack) Stop(ctx context.Context) error {
 	var errs []error
 	s.mu.Lock()
@@ -296,8 +450,8 @@ func (s *Stack) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("publisher exited with %d", code))
 		}
 	}
-	for i := len(services) - 1; i >= 0; i-- {
-		p := s.Proc(services[i].Name)
+	for i := len(s.instances) - 1; i >= 0; i-- {
+		p := s.Proc(s.instances[i].name)
 		if p == nil || p.Exited() {
 			continue
 		}
@@ -310,6 +464,14 @@ func (s *Stack) Stop(ctx context.Context) error {
 		s.nats.WaitForShutdown()
 	}
 	s.mu.Lock()
+	np := s.natsProc
+	s.mu.Unlock()
+	if np != nil && !np.Exited() {
+		if code := np.Terminate(ctx); code != 0 {
+			errs = append(errs, fmt.Errorf("nats-server exited with %d", code))
+		}
+	}
+	s.mu.Lock()
 	pg := s.pg
 	s.mu.Unlock()
 	if pg != nil {
@@ -320,20 +482,28 @@ func (s *Stack) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *Stack) newProc(name string, extra []string) *Proc {
+// newProc prepares the process of instance name: the binary at path run
+// with args. Its environment adds, in order, the stack's settings, its
+// service's (ServiceEnv of the binary's name), the instance's own
+// (ServiceEnv of name, for a replica) and extra.
+func (s *Stack) newProc(name, path string, args, extra []string) *Proc {
 	env := append(os.Environ(),
 		"NATS_URL="+s.natsURL,
 		"DATABASE_URL="+s.dbURL,
 	)
 	env = append(env, s.opts.Env...)
-	env = append(env, s.opts.ServiceEnv[name]...)
+	service := filepath.Base(path)
+	env = append(env, s.opts.ServiceEnv[service]...)
+	if name != service {
+		env = append(env, s.opts.ServiceEnv[name]...)
+	}
 	env = append(env, extra...)
-	cmd := exec.Command(filepath.Join(s.opts.BinDir, name))
+	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	// Own process group: a terminal's Ctrl-C reaches only the stack, which
 	// then stops the services in order; Pdeathsig ends them if the stack dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	return &Proc{Name: name, cmd: cmd, stack: s, extraEnv: extra, done: make(chan struct{})}
+	return &Proc{Name: name, cmd: cmd, stack: s, path: path, args: args, extraEnv: extra, done: make(chan struct{})}
 }
 
 // Proc is one service process.
@@ -341,6 +511,8 @@ type Proc struct {
 	Name     string
 	cmd      *exec.Cmd
 	stack    *Stack
+	path     string
+	args     []string
 	extraEnv []string
 	logPath  string
 	done     chan struct{}

@@ -83,6 +83,13 @@ func freePort(t *testing.T) int {
 // startStack runs the system as separate processes on free ports.
 func startStack(t *testing.T, serviceEnv map[string][]string) *stack.Stack {
 	t.Helper()
+	return startStackWith(t, func(o *stack.Options) { o.ServiceEnv = serviceEnv })
+}
+
+// startStackWith is startStack with options changed by edit before the
+// start.
+func startStackWith(t *testing.T, edit func(*stack.Options)) *stack.Stack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("skipping process-level tests in -short mode")
 	}
@@ -107,9 +114,9 @@ func startStack(t *testing.T, serviceEnv map[string][]string) *stack.Stack {
 			"gateway": freePort(t), "fb-collector": freePort(t),
 			"ttk-collector": freePort(t), "reporter": freePort(t),
 		},
-		Env:        []string{"LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=20s"},
-		ServiceEnv: serviceEnv,
+		Env: []string{"LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=20s"},
 	}
+	edit(&opts)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
