@@ -155,9 +155,10 @@ func TestMetricsAndLogs(t *testing.T) {
 	}
 }
 
-// lockEvents holds an exclusive lock on the events table until the
-// returned release is called, so reports block in the database.
-func lockEvents(t *testing.T, dbURL string) (release func()) {
+// lockReportTables holds an exclusive lock on the events table and its
+// rollups until the returned release is called, so reports block in the
+// database whichever of them they read.
+func lockReportTables(t *testing.T, dbURL string) (release func()) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -168,7 +169,7 @@ func lockEvents(t *testing.T, dbURL string) (release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"); err != nil {
+	if _, err := tx.Exec(ctx, "LOCK TABLE events, event_counts, revenue_sums, audience_counts, audience_users IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
 	released := false
@@ -204,7 +205,7 @@ func waitingOnLock(t *testing.T, dbURL string) int {
 func TestQueryTimeout(t *testing.T) {
 	dbURL := pgtest.Migrated(t)
 	r := startReporter(t, dbURL, func(o *Options) { o.QueryTimeout = 300 * time.Millisecond })
-	release := lockEvents(t, dbURL)
+	release := lockReportTables(t, dbURL)
 
 	resp := get(t, r.url+"/reports/demographics", "X-Correlation-ID", "slow-1")
 	if resp.status != http.StatusGatewayTimeout {
@@ -237,8 +238,12 @@ func TestDatabaseError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "ALTER TABLE events RENAME TO events_gone"); err != nil {
-		t.Fatal(err)
+	// The revenue report reads revenue_sums, and events for the edges of
+	// a range.
+	for _, sql := range []string{"ALTER TABLE events RENAME TO events_gone", "ALTER TABLE revenue_sums RENAME TO revenue_gone"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
 	}
 	conn.Close(ctx)
 
@@ -305,7 +310,7 @@ func TestShutdownFinishesInFlightReports(t *testing.T) {
 	dbURL := pgtest.Migrated(t)
 	insertEvents(t, dbURL, edgeCases())
 	r := startReporter(t, dbURL)
-	release := lockEvents(t, dbURL)
+	release := lockReportTables(t, dbURL)
 
 	inFlight := make(chan response, 1)
 	go func() {

@@ -44,8 +44,10 @@ ON CONFLICT (event_id) DO NOTHING`
 
 // InsertEvents stores recs in one statement, hence one transaction, and
 // returns how many of them were new: events whose event_id is already
-// stored, or repeated within recs, are skipped. A failure stores none of
-// them; IsPermanent tells whether retrying can help.
+// stored, or repeated within recs, are skipped. The events_rollup trigger
+// adds the new ones, and only those, to the report rollups within the same
+// statement. A failure stores none of them; IsPermanent tells whether
+// retrying can help.
 func (s *Store) InsertEvents(ctx context.Context, recs []Record) (int64, error) {
 	if len(recs) == 0 {
 		return 0, nil

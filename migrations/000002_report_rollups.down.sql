@@ -1,0 +1,13 @@
+BEGIN;
+DROP TRIGGER IF EXISTS events_rollup ON events;
+DROP FUNCTION IF EXISTS events_rollup();
+DROP TABLE IF EXISTS audience_users;
+DROP TABLE IF EXISTS audience_counts;
+DROP TABLE IF EXISTS revenue_sums;
+DROP TABLE IF EXISTS event_counts;
+DROP FUNCTION IF EXISTS utc_month_hour_bit(timestamptz);
+DROP FUNCTION IF EXISTS utc_month(timestamptz);
+DROP FUNCTION IF EXISTS utc_bucket(interval, timestamptz);
+DROP FUNCTION IF EXISTS follower_tier(bigint);
+DROP FUNCTION IF EXISTS age_group(integer);
+COMMIT;
