@@ -1,12 +1,17 @@
 // Command migrate applies the embedded schema migrations to DATABASE_URL
-// and exits: a compose one-shot service and a Helm hook Job.
+// and exits: a compose one-shot service and a Helm hook Job. Given the
+// reporter's and the collectors' own URLs, it also makes their login roles
+// (the URLs' users and passwords) members of the read-only and the
+// insert-only group roles the migrations create.
 package main
 
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -26,6 +31,7 @@ func run() int {
 	if databaseURL == "" {
 		r.Fail("DATABASE_URL", "is required")
 	}
+	logins := readLogins(r, databaseURL)
 	level := r.Enum("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	format := r.Enum("LOG_FORMAT", "json", "json", "text")
 	// The database may still be starting (compose, a fresh cluster): wait
@@ -68,5 +74,61 @@ func run() int {
 		return 1
 	}
 	logger.Info("schema up to date", "version", version, "want", want)
+	if len(logins) == 0 {
+		return 0
+	}
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		logger.Error("database unreachable", "error", err)
+		return 1
+	}
+	defer conn.Close(context.Background())
+	for _, l := range logins {
+		if err := schema.EnsureLogin(ctx, conn, l.group, l.user, l.password); err != nil {
+			logger.Error("login role not set up", "setting", l.setting, "error", err)
+			return 1
+		}
+		logger.Info("login role set up", "role", l.user, "group", l.group)
+	}
 	return 0
+}
+
+// login is a service's login role, from the URL the service uses.
+type login struct {
+	setting, group, user, password string
+}
+
+// readLogins reads REPORTER_DATABASE_URL and COLLECTOR_DATABASE_URL, both
+// optional: each must log in as a user of its own, with a password.
+func readLogins(r *config.Reader, ownerURL string) []login {
+	var owner string
+	if u, err := url.Parse(ownerURL); err == nil && u.User != nil {
+		owner = u.User.Username()
+	}
+	var logins []login
+	for _, s := range []struct{ setting, group string }{
+		{"REPORTER_DATABASE_URL", schema.ReaderRole},
+		{"COLLECTOR_DATABASE_URL", schema.WriterRole},
+	} {
+		v := r.URL(s.setting, "", false, "postgres", "postgresql")
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil {
+			continue // r.URL has failed already
+		}
+		user := u.User.Username()
+		password, _ := u.User.Password()
+		switch {
+		case user == "" || password == "":
+			r.Fail(s.setting, "must name a user and its password: postgres://user:password@host:port/database")
+		case user == owner:
+			r.Fail(s.setting, "logs in as %s, DATABASE_URL's owner: give the service a role of its own", user)
+		case slices.ContainsFunc(logins, func(l login) bool { return l.user == user }):
+			r.Fail(s.setting, "logs in as %s, as %s does: give each its own role", user, logins[0].setting)
+		}
+		logins = append(logins, login{s.setting, s.group, user, password})
+	}
+	return logins
 }

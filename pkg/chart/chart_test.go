@@ -188,9 +188,18 @@ func TestMigrationJobPerMode(t *testing.T) {
 			if !strings.Contains(c.Image, "migrate") {
 				t.Errorf("image %q; want the migrate image", c.Image)
 			}
-			// The Job uses the same database as the services.
-			if got, want := envOf(c)["DATABASE_URL"], envOf(deployment(t, objs, "reporter").Spec.Template.Spec.Containers[0])["DATABASE_URL"]; got != want || got == "" {
-				t.Errorf("migrate DATABASE_URL %q; reporter's %q", got, want)
+			// The Job uses the same database as the services: each service
+			// the owner's URL migrate has, or its own, whose role migrate
+			// makes.
+			migrate := envOf(c)
+			if migrate["DATABASE_URL"] == "" {
+				t.Errorf("migrate has no DATABASE_URL")
+			}
+			for component, own := range map[string]string{"reporter": "REPORTER_DATABASE_URL", "fb-collector": "COLLECTOR_DATABASE_URL", "ttk-collector": "COLLECTOR_DATABASE_URL"} {
+				got := envOf(deployment(t, objs, component).Spec.Template.Spec.Containers[0])["DATABASE_URL"]
+				if got != migrate["DATABASE_URL"] && got != migrate[own] {
+					t.Errorf("%s DATABASE_URL %q; want migrate's DATABASE_URL %q or %s %q", component, got, migrate["DATABASE_URL"], own, migrate[own])
+				}
 			}
 			if strings.Contains(tt.hooks, "pre-install") {
 				mustExistBeforeInstall(t, objs, job)
@@ -281,25 +290,67 @@ func hookWeight(j *batchv1.Job) int {
 	return w
 }
 
+// TestDatabaseURLSources: each service's DATABASE_URL, and the login
+// role URLs migrate gets: the owner's URL everywhere unless the reporter
+// and the collectors have their own (external databases only).
 func TestDatabaseURLSources(t *testing.T) {
+	external := func(db map[string]any) map[string]any {
+		return map[string]any{"postgresql": map[string]any{"enabled": false}, "externalDatabase": db}
+	}
 	tests := []struct {
-		set  string
-		want string
+		name   string
+		values map[string]any
+		// owner is migrate's DATABASE_URL; reporter and collector the
+		// services' ("" for the owner's); reporterRole and collectorRole
+		// migrate's REPORTER_ and COLLECTOR_DATABASE_URL ("" unset).
+		owner, reporter, collector, reporterRole, collectorRole string
 	}{
-		{"defaults", "secret:" + releaseName + "-postgresql-app/uri"},
-		{"external-db", "secret:eventpipe-db/url"},
-		{"external-db-url", "secret:" + releaseName + "-database/DATABASE_URL"},
+		{name: "defaults", values: valueSets["defaults"], owner: "secret:" + releaseName + "-postgresql-app/uri"},
+		{name: "external-db", values: valueSets["external-db"], owner: "secret:eventpipe-db/url"},
+		{name: "external-db-url", values: valueSets["external-db-url"], owner: "secret:" + releaseName + "-database/DATABASE_URL"},
+		{
+			name: "production", values: valueSets["production"], owner: "secret:eventpipe-db/DATABASE_URL",
+			reporter: "secret:eventpipe-db-reporter/DATABASE_URL", collector: "secret:eventpipe-db-collector/DATABASE_URL",
+			reporterRole: "secret:eventpipe-db-reporter/DATABASE_URL", collectorRole: "secret:eventpipe-db-collector/DATABASE_URL",
+		},
+		{
+			name: "own keys, roles made by an administrator",
+			values: external(map[string]any{
+				"url":            "postgres://eventpipe:secret@db.example:5432/eventpipe",
+				"reporterSecret": "reports", "reporterSecretKey": "uri",
+				"collectorSecret": "ingest", "collectorSecretKey": "url",
+				"manageRoles": false,
+			}),
+			owner: "secret:" + releaseName + "-database/DATABASE_URL", reporter: "secret:reports/uri", collector: "secret:ingest/url",
+		},
+		{
+			name:   "a role for the reporter only",
+			values: external(map[string]any{"existingSecret": "db", "reporterSecret": "reports"}),
+			owner:  "secret:db/DATABASE_URL", reporter: "secret:reports/DATABASE_URL", reporterRole: "secret:reports/DATABASE_URL",
+		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.set, func(t *testing.T) {
-			objs := typed(t, valueSets[tt.set])
-			for _, c := range []string{"fb-collector", "ttk-collector", "reporter"} {
-				if got := envOf(deployment(t, objs, c).Spec.Template.Spec.Containers[0])["DATABASE_URL"]; got != tt.want {
-					t.Errorf("%s DATABASE_URL %q; want %q", c, got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			objs := typed(t, tt.values)
+			or := func(v string) string {
+				if v == "" {
+					return tt.owner
+				}
+				return v
+			}
+			want := map[string]string{"reporter": or(tt.reporter), "fb-collector": or(tt.collector), "ttk-collector": or(tt.collector)}
+			for c, w := range want {
+				if got := envOf(deployment(t, objs, c).Spec.Template.Spec.Containers[0])["DATABASE_URL"]; got != w {
+					t.Errorf("%s DATABASE_URL %q; want %q", c, got, w)
 				}
 			}
 			if _, ok := envOf(deployment(t, objs, "gateway").Spec.Template.Spec.Containers[0])["DATABASE_URL"]; ok {
 				t.Errorf("the gateway got DATABASE_URL; it never touches the database")
+			}
+			migrate := envOf(migrateJob(t, objs).Spec.Template.Spec.Containers[0])
+			got := [3]string{migrate["DATABASE_URL"], migrate["REPORTER_DATABASE_URL"], migrate["COLLECTOR_DATABASE_URL"]}
+			if w := [3]string{tt.owner, tt.reporterRole, tt.collectorRole}; got != w {
+				t.Errorf("migrate DATABASE_URL, REPORTER_DATABASE_URL, COLLECTOR_DATABASE_URL %q; want %q", got, w)
 			}
 		})
 	}
@@ -720,6 +771,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"KEDA min above max", map[string]any{"ttkCollector": map[string]any{"keda": map[string]any{"minReplicaCount": 9, "maxReplicaCount": 3}}}, "ttkCollector.keda.minReplicaCount"},
 		{"replicated stream on one server", map[string]any{"jetstream": map[string]any{"replicas": 3}}, "nats.config.cluster.enabled"},
 		{"both databases", map[string]any{"externalDatabase": map[string]any{"url": "postgres://x@db/x"}}, "postgresql.enabled"},
+		{"a role's Secret with the bundled database", map[string]any{"externalDatabase": map[string]any{"collectorSecret": "ingest"}}, "postgresql.enabled"},
+		{"empty role Secret key", map[string]any{"externalDatabase": map[string]any{"reporterSecretKey": ""}}, "reporterSecretKey"},
 		{"chart-owned setting in env", map[string]any{"reporter": map[string]any{"env": map[string]any{"DATABASE_URL": "postgres://x@db/x"}}}, "DATABASE_URL"},
 		{"no database", map[string]any{"postgresql": map[string]any{"enabled": false}}, "externalDatabase"},
 		{"no nats", map[string]any{"nats": map[string]any{"enabled": false}}, "externalNats"},

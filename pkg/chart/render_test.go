@@ -76,18 +76,23 @@ var valueSets = map[string]map[string]any{
 	},
 	// What a production install looks like: a NATS cluster with a
 	// replicated stream, an external database, webhook authentication,
-	// the gateway on an HPA, network policies, everything monitored and
-	// the migrations as a plain Job for a GitOps tool.
+	// a role of its own for the reporter and for the collectors, the
+	// gateway on an HPA, network policies, everything monitored and the
+	// migrations as a plain Job for a GitOps tool.
 	"production": {
 		"image": map[string]any{"registry": "registry.example/eventpipe", "tag": "1.2.3"},
 		"nats": map[string]any{
 			"config":       map[string]any{"cluster": map[string]any{"enabled": true, "replicas": 3}},
 			"promExporter": map[string]any{"enabled": true, "podMonitor": map[string]any{"enabled": false}},
 		},
-		"jetstream":        map[string]any{"replicas": 3},
-		"postgresql":       map[string]any{"enabled": false},
-		"externalDatabase": map[string]any{"existingSecret": "eventpipe-db"},
-		"migrations":       map[string]any{"mode": "job"},
+		"jetstream":  map[string]any{"replicas": 3},
+		"postgresql": map[string]any{"enabled": false},
+		"externalDatabase": map[string]any{
+			"existingSecret":  "eventpipe-db",
+			"reporterSecret":  "eventpipe-db-reporter",
+			"collectorSecret": "eventpipe-db-collector",
+		},
+		"migrations": map[string]any{"mode": "job"},
 		"gateway": map[string]any{
 			"autoscaling": map[string]any{"enabled": true, "minReplicas": 3, "maxReplicas": 12},
 			"auth":        map[string]any{"existingSecret": "eventpipe-webhook", "tokenKey": "token", "hmacSecretKey": "hmac"},

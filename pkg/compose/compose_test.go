@@ -140,7 +140,7 @@ func urlTargets(value string) ([]string, error) {
 
 // addressSettings are the settings naming another service: left unset,
 // each defaults to 127.0.0.1, which in a container is the container itself.
-var addressSettings = []string{"NATS_URL", "DATABASE_URL", "EVENT_ENDPOINT"}
+var addressSettings = []string{"NATS_URL", "DATABASE_URL", "REPORTER_DATABASE_URL", "COLLECTOR_DATABASE_URL", "EVENT_ENDPOINT"}
 
 // TestSettingsMatchConfigCode feeds every service's compose environment to
 // its own configuration code: everything it requires is set and valid,
@@ -165,7 +165,9 @@ func TestSettingsMatchConfigCode(t *testing.T) {
 					}
 				}
 				if name == "migrate" {
-					read["DATABASE_URL"] = true
+					for _, k := range migrateSettings {
+						read[k] = true
+					}
 				}
 				for _, k := range addressSettings {
 					if !read[k] {
@@ -191,17 +193,48 @@ func TestSettingsMatchConfigCode(t *testing.T) {
 	}
 }
 
-// TestDatabaseCredentials: every DATABASE_URL logs in as the user, with
-// the password, to the database the postgres image creates.
+// migrateSettings are the address settings migrate reads (in its main,
+// out of configCode's reach): the owner's URL, and the two services' URLs
+// whose login roles it makes.
+var migrateSettings = []string{"DATABASE_URL", "REPORTER_DATABASE_URL", "COLLECTOR_DATABASE_URL"}
+
+// databaseRoles maps each service that uses the database to the migrate
+// setting holding its URL: migrate logs in as the owner the postgres image
+// creates; the reporter and the collectors each as the role migrate makes
+// from that URL (read-only, insert-only), never as the owner.
+var databaseRoles = map[string]string{
+	"migrate":       "DATABASE_URL",
+	"reporter":      "REPORTER_DATABASE_URL",
+	"fb-collector":  "COLLECTOR_DATABASE_URL",
+	"ttk-collector": "COLLECTOR_DATABASE_URL",
+}
+
+// TestDatabaseCredentials: migrate logs in as the user, with the password,
+// to the database the postgres image creates; every other DATABASE_URL is
+// exactly the URL migrate makes that service's role from: a user of its
+// own, with a password, on the same database.
 func TestDatabaseCredentials(t *testing.T) {
 	for _, env := range environments {
 		t.Run(env.name, func(t *testing.T) {
 			p := env.load(t, "*")
-			pg := p.Services["postgres"]
+			pg, migrate := p.Services["postgres"], p.Services["migrate"]
+			owner := [3]string{envValue(pg, "POSTGRES_USER"), envValue(pg, "POSTGRES_PASSWORD"), envValue(pg, "POSTGRES_DB")}
+			if owner[1] == "" {
+				t.Fatal("postgres: POSTGRES_PASSWORD is empty")
+			}
+			users := map[string]string{}
 			for _, name := range p.ServiceNames() {
 				v := envValue(p.Services[name], "DATABASE_URL")
 				if v == "" {
 					continue
+				}
+				setting, ok := databaseRoles[name]
+				if !ok {
+					t.Errorf("%s: sets DATABASE_URL, but has no database role", name)
+					continue
+				}
+				if want := envValue(migrate, setting); v != want {
+					t.Errorf("%s: DATABASE_URL is %q; want migrate's %s, %q", name, v, setting, want)
 				}
 				u, err := url.Parse(v)
 				if err != nil {
@@ -210,9 +243,20 @@ func TestDatabaseCredentials(t *testing.T) {
 				}
 				password, _ := u.User.Password()
 				got := [3]string{u.User.Username(), password, strings.TrimPrefix(u.Path, "/")}
-				want := [3]string{envValue(pg, "POSTGRES_USER"), envValue(pg, "POSTGRES_PASSWORD"), envValue(pg, "POSTGRES_DB")}
-				if got != want || want[1] == "" {
-					t.Errorf("%s: DATABASE_URL has user, password, database %q; postgres creates %q", name, got, want)
+				switch {
+				case name == "migrate" && got != owner:
+					t.Errorf("migrate: DATABASE_URL has user, password, database %q; postgres creates %q", got, owner)
+				case name != "migrate" && (got[0] == owner[0] || got[1] == "" || got[2] != owner[2]):
+					t.Errorf("%s: DATABASE_URL has user, password, database %q; want a user other than %s, with a password, on %s", name, got, owner[0], owner[2])
+				}
+				if other, ok := users[got[0]]; ok && databaseRoles[other] != setting {
+					t.Errorf("%s and %s both log in as %s", name, other, got[0])
+				}
+				users[got[0]] = name
+			}
+			for _, setting := range migrateSettings[1:] {
+				if envValue(migrate, setting) == "" {
+					t.Errorf("migrate: %s is unset: that role would not exist", setting)
 				}
 			}
 		})
@@ -868,10 +912,25 @@ func TestProductionNeedsSecrets(t *testing.T) {
 				}
 			}
 			p := env.load(t)
+			passwords := map[string]string{
+				"DATABASE_URL":           "POSTGRES_PASSWORD",
+				"REPORTER_DATABASE_URL":  "REPORTER_DB_PASSWORD",
+				"COLLECTOR_DATABASE_URL": "COLLECTOR_DB_PASSWORD",
+			}
 			for _, name := range p.ServiceNames() {
 				s := p.Services[name]
-				if v := envValue(s, "DATABASE_URL"); v != "" && !strings.Contains(v, ":"+env.secrets["POSTGRES_PASSWORD"]+"@") {
-					t.Errorf("%s: DATABASE_URL %q does not use the POSTGRES_PASSWORD given", name, v)
+				v := envValue(s, "DATABASE_URL")
+				if v == "" {
+					continue
+				}
+				secret := passwords[databaseRoles[name]]
+				if !strings.Contains(v, ":"+env.secrets[secret]+"@") {
+					t.Errorf("%s: DATABASE_URL %q does not use the %s given", name, v, secret)
+				}
+			}
+			for setting, secret := range passwords {
+				if v := envValue(p.Services["migrate"], setting); !strings.Contains(v, ":"+env.secrets[secret]+"@") {
+					t.Errorf("migrate: %s %q does not use the %s given", setting, v, secret)
 				}
 			}
 			got := [3]string{

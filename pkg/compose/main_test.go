@@ -322,13 +322,19 @@ var (
 		files:    []string{composeFile, productionFile},
 		envFile:  "manifests/compose/env/staging.env",
 		profiles: []string{"upstream-publisher"},
-		secrets:  map[string]string{"POSTGRES_PASSWORD": "5c0d7e1f9a2b4c6d8e0f1a2b", "GRAFANA_ADMIN_PASSWORD": "staging-admin-secret"},
+		secrets: map[string]string{
+			"POSTGRES_PASSWORD": "5c0d7e1f9a2b4c6d8e0f1a2b", "REPORTER_DB_PASSWORD": "staging-reporter-5c0d7e",
+			"COLLECTOR_DB_PASSWORD": "staging-collector-8e0f1a", "GRAFANA_ADMIN_PASSWORD": "staging-admin-secret",
+		},
 	}
 	production = environment{
 		name:    "production",
 		files:   []string{composeFile, productionFile},
 		envFile: "manifests/compose/env/production.env",
-		secrets: map[string]string{"POSTGRES_PASSWORD": "9f8e7d6c5b4a39281706f5e4", "GRAFANA_ADMIN_PASSWORD": "production-admin-secret"},
+		secrets: map[string]string{
+			"POSTGRES_PASSWORD": "9f8e7d6c5b4a39281706f5e4", "REPORTER_DB_PASSWORD": "production-reporter-9f8e7d",
+			"COLLECTOR_DB_PASSWORD": "production-collector-1706f5", "GRAFANA_ADMIN_PASSWORD": "production-admin-secret",
+		},
 	}
 	environments = []environment{
 		development,

@@ -26,6 +26,7 @@ import (
 	"github.com/eventpipe/eventpipe/pkg/eventgen"
 	"github.com/eventpipe/eventpipe/pkg/pgserver"
 	"github.com/eventpipe/eventpipe/pkg/pgtest"
+	"github.com/eventpipe/eventpipe/pkg/schema"
 	"github.com/eventpipe/eventpipe/pkg/stack"
 )
 
@@ -35,8 +36,9 @@ import (
 // gateway:3000, ...) pointing at a local stand-in on a free port. NATS is
 // JetStream embedded by pkg/stack, PostgreSQL a private server set up as
 // the postgres image sets itself up from its compose environment (user,
-// password, database, password authentication). migrate must succeed,
-// every service become ready, each compose healthcheck command pass, and
+// password, database, password authentication). migrate must succeed and
+// make the reporter's and the collectors' roles, every service become
+// ready logged in as its own role, each compose healthcheck command pass, and
 // one event posted through the gateway's load balancer (a real HAProxy
 // running manifests/compose/haproxy.cfg) be counted by the reporter.
 func TestSystemAsComposeWiresIt(t *testing.T) {
@@ -151,6 +153,7 @@ func runAsCompose(t *testing.T, env environment, withPublisher bool) {
 		t.Fatalf("POST /webhook: got %d %s; want 202 with one event accepted", resp.StatusCode, answer)
 	}
 	waitForTotal(t, s.URL("reporter"), func(n int) bool { return n == 1 }, "the one event posted")
+	checkRoles(t, pgURL, opts.ServiceEnv)
 
 	if !withPublisher {
 		return
@@ -161,6 +164,36 @@ func runAsCompose(t *testing.T, env environment, withPublisher bool) {
 		t.Fatal(err)
 	}
 	waitForTotal(t, s.URL("reporter"), func(n int) bool { return n > 1 }, "the local publisher's events")
+}
+
+// checkRoles: the reporter and the collectors are connected as the roles
+// of their DATABASE_URLs, each in its group only: the reporter's may read,
+// the collectors' insert.
+func checkRoles(t *testing.T, ownerURL string, env map[string][]string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for name, group := range map[string]string{"reporter": schema.ReaderRole, "fb-collector": schema.WriterRole, "ttk-collector": schema.WriterRole} {
+		u, err := url.Parse(envOf(env[name], "DATABASE_URL"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		user := u.User.Username()
+		var connected int
+		var reader, writer bool
+		err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_stat_activity WHERE usename = $1),
+			pg_has_role($1, $2, 'MEMBER'), pg_has_role($1, $3, 'MEMBER')`, user, schema.ReaderRole, schema.WriterRole).Scan(&connected, &reader, &writer)
+		if err != nil {
+			t.Fatalf("%s: role %s: %v", name, user, err)
+		}
+		if got, want := [2]bool{reader, writer}, [2]bool{group == schema.ReaderRole, group == schema.WriterRole}; connected == 0 || got != want {
+			t.Errorf("%s: role %s has %d connections, is in %s, %s: %v; want connections, in %s only", name, user, connected, schema.ReaderRole, schema.WriterRole, got, group)
+		}
+	}
 }
 
 // localEnv returns a service's compose environment as KEY=VALUE, with
@@ -203,8 +236,9 @@ func envOf(env []string, name string) string {
 
 // startPostgresLike starts a private PostgreSQL on port and sets it up as
 // the postgres image does from the compose service's environment: the
-// POSTGRES_USER role with POSTGRES_PASSWORD, owning POSTGRES_DB, and
-// password authentication for it. It returns that database's local URL.
+// POSTGRES_USER role, a superuser as the image's, with POSTGRES_PASSWORD,
+// owning POSTGRES_DB, and password authentication for every role. It
+// returns that database's local URL.
 func startPostgresLike(t *testing.T, dir string, port int, svc types.ServiceConfig) string {
 	t.Helper()
 	user, password, db := envValue(svc, "POSTGRES_USER"), envValue(svc, "POSTGRES_PASSWORD"), envValue(svc, "POSTGRES_DB")
@@ -225,7 +259,7 @@ func startPostgresLike(t *testing.T, dir string, port int, svc types.ServiceConf
 	}
 	defer conn.Close(ctx)
 	for _, stmt := range []string{
-		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", pgx.Identifier{user}.Sanitize(), strings.ReplaceAll(password, "'", "''")),
+		fmt.Sprintf("CREATE ROLE %s SUPERUSER LOGIN PASSWORD '%s'", pgx.Identifier{user}.Sanitize(), strings.ReplaceAll(password, "'", "''")),
 		fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{db}.Sanitize(), pgx.Identifier{user}.Sanitize()),
 	} {
 		if _, err := conn.Exec(ctx, stmt); err != nil {

@@ -145,6 +145,50 @@ pod name (<pod>.<headless service>).
       key: {{ include "eventpipe.databaseSecretKey" . }}
 {{- end }}
 
+{{/*
+DATABASE_URL of a service that reads or writes events: root and component
+("reporter", or a collector). Its own Secret when externalDatabase names
+one (a role with only the rights it needs), else the owner's URL.
+*/}}
+{{- define "eventpipe.serviceDatabaseEnv" -}}
+{{- $db := .root.Values.externalDatabase }}
+{{- $reporter := eq .component "reporter" }}
+{{- $secret := ternary $db.reporterSecret $db.collectorSecret $reporter }}
+{{- if and (not .root.Values.postgresql.enabled) $secret }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ ternary $db.reporterSecretKey $db.collectorSecretKey $reporter }}
+{{- else }}
+{{- include "eventpipe.databaseEnv" .root }}
+{{- end }}
+{{- end }}
+
+{{/*
+migrate's REPORTER_DATABASE_URL and COLLECTOR_DATABASE_URL: the services'
+own URLs, whose login roles it makes (externalDatabase.manageRoles).
+*/}}
+{{- define "eventpipe.loginRolesEnv" -}}
+{{- $db := .Values.externalDatabase }}
+{{- if and (not .Values.postgresql.enabled) $db.manageRoles }}
+{{- with $db.reporterSecret }}
+- name: REPORTER_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $db.reporterSecretKey }}
+{{- end }}
+{{- with $db.collectorSecret }}
+- name: COLLECTOR_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $db.collectorSecretKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Settings every service shares. */}}
 {{- define "eventpipe.commonEnv" -}}
 - name: LOG_LEVEL
@@ -207,7 +251,7 @@ the values at fault.
 {{- if and .Values.nats.enabled (gt (int .Values.jetstream.replicas) 1) (not (dig "config" "cluster" "enabled" false .Values.nats)) }}
 {{- fail (printf "jetstream.replicas is %v but nats.config.cluster.enabled is false: a single NATS server holds one replica" .Values.jetstream.replicas) }}
 {{- end }}
-{{- if and .Values.postgresql.enabled (or .Values.externalDatabase.existingSecret .Values.externalDatabase.url) }}
+{{- if and .Values.postgresql.enabled (or .Values.externalDatabase.existingSecret .Values.externalDatabase.url .Values.externalDatabase.reporterSecret .Values.externalDatabase.collectorSecret) }}
 {{- fail "externalDatabase is set while postgresql.enabled is true: set postgresql.enabled=false to use the external database" }}
 {{- end }}
 {{- end }}
