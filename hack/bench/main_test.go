@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eventpipe/eventpipe/pkg/config"
-	"github.com/eventpipe/eventpipe/pkg/event"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -208,52 +206,10 @@ func TestStampMakesEventIDsUnique(t *testing.T) {
 	}
 }
 
-func TestCopyRowMatchesColumns(t *testing.T) {
-	b := body(200, 5, time.Date(2025, 6, 10, 18, 0, 0, 0, time.UTC))
-	var raws []json.RawMessage
-	if err := json.Unmarshal(b, &raws); err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]bool{}
-	for _, raw := range raws {
-		e := mustParse(t, raw)
-		row, err := copyRow(&e, raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(row) != len(copyColumns) {
-			t.Fatalf("got %d values; want %d", len(row), len(copyColumns))
-		}
-		col := func(name string) any { return row[slices.Index(copyColumns, name)] }
-		kinds[string(e.Source)+"/"+string(e.FunnelStage)] = true
-		if (col("age") == nil) != (e.Source != "facebook") || (col("followers") == nil) != (e.Source != "tiktok") {
-			t.Errorf("%s: age %v, followers %v; want each set for its source only", e.ID, col("age"), col("followers"))
-		}
-		if _, isRevenue := e.Revenue(); isRevenue == (col("purchase_amount") == nil) {
-			t.Errorf("%s: purchase_amount %v; want it set exactly on revenue events", e.ID, col("purchase_amount"))
-		}
-		if !reflect.DeepEqual(col("payload"), []byte(raw)) {
-			t.Errorf("%s: payload differs from the wire form", e.ID)
-		}
-	}
-	if len(kinds) != 4 {
-		t.Errorf("got shapes %v; want all four source/stage pairs in 200 events", kinds)
-	}
-}
-
 func TestThousands(t *testing.T) {
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -25000: "-25,000"} {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d): got %s; want %s", n, got, want)
 		}
 	}
-}
-
-func mustParse(t *testing.T, raw []byte) event.Event {
-	t.Helper()
-	e, err := event.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
 }

@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/eventpipe/eventpipe/pkg/event"
 	"github.com/eventpipe/eventpipe/pkg/eventgen"
+	"github.com/eventpipe/eventpipe/pkg/store"
 )
 
 // The loaded events span loadDays days from loadStart, in time order with
@@ -27,12 +26,6 @@ const (
 	loadJitter  = time.Minute
 	loadWriters = 2
 )
-
-// copyColumns are the events columns the loader fills; received_at keeps
-// its default.
-var copyColumns = []string{"event_id", "occurred_at", "source", "funnel_stage", "event_type", "user_id",
-	"age", "gender", "country", "city", "followers", "device", "campaign_id", "purchase_amount",
-	"correlation_id", "payload"}
 
 // ReportResults is part 4: report latency over bulk-loaded events.
 type ReportResults struct {
@@ -262,7 +255,7 @@ func bulkLoad(ctx context.Context, e *env, dbURL string, n int, seed int64) erro
 			}
 			defer conn.Close(context.Background())
 			for rows := range chunks {
-				if _, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, pgx.CopyFromRows(rows)); err != nil {
+				if _, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, store.CopyColumns, pgx.CopyFromRows(rows)); err != nil {
 					fail(fmt.Errorf("copy: %w", err))
 					return
 				}
@@ -277,7 +270,7 @@ func bulkLoad(ctx context.Context, e *env, dbURL string, n int, seed int64) erro
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x10ad))
 	step := loadDays * 24 * time.Hour / time.Duration(n)
 	lastLog := time.Now()
-	rows := make([][]any, 0, chunk)
+	recs := make([]store.Record, 0, chunk)
 	func() {
 		defer close(chunks)
 		for i := range n {
@@ -286,19 +279,21 @@ func bulkLoad(ctx context.Context, e *env, dbURL string, n int, seed int64) erro
 				ts = loadStart
 			}
 			ev := g.Next(ts)
-			row, err := copyRow(&ev, ev.AppendJSON(nil))
-			if err != nil {
-				fail(err)
-				return
-			}
-			rows = append(rows, row)
-			if len(rows) == chunk || i == n-1 {
+			recs = append(recs, store.Record{Event: ev, Raw: ev.AppendJSON(nil), CorrelationID: "bench-load"})
+			if len(recs) == chunk || i == n-1 {
+				// The collectors' own column mapping, so loaded events read
+				// as stored ones.
+				rows, err := store.CopyRows(recs)
+				if err != nil {
+					fail(err)
+					return
+				}
 				select {
 				case chunks <- rows:
 				case <-ctx.Done():
 					return
 				}
-				rows = make([][]any, 0, chunk)
+				recs = make([]store.Record, 0, chunk)
 			}
 			if time.Since(lastLog) > 15*time.Second {
 				mu.Lock()
@@ -317,41 +312,4 @@ func bulkLoad(ctx context.Context, e *env, dbURL string, n int, seed int64) erro
 		return fmt.Errorf("stored %d of %d events", stored, n)
 	}
 	return ctx.Err()
-}
-
-// copyRow maps an event to copyColumns the way the collectors' insert
-// does (pkg/store): typed columns for what reports read, NULL where the
-// event's shape has no such field, the wire form whole in payload.
-func copyRow(e *event.Event, raw []byte) ([]any, error) {
-	var age, gender, city, followers any
-	country := nullable(e.Engagement.Country)
-	switch e.Source {
-	case event.Facebook:
-		age = int32(e.User.Age)
-		gender = nullable(e.User.Gender)
-		country = nullable(e.User.Country)
-		city = nullable(e.User.City)
-	case event.TikTok:
-		followers = e.User.Followers
-	}
-	var amount any
-	if a := e.Engagement.PurchaseAmount; a != nil {
-		var num pgtype.Numeric
-		if err := num.Scan(*a); err != nil {
-			return nil, fmt.Errorf("purchase amount %q: %w", *a, err)
-		}
-		amount = num
-	}
-	return []any{e.ID, e.Timestamp, string(e.Source), string(e.FunnelStage), e.Type, e.User.ID,
-		age, gender, country, city, followers, nullable(e.Engagement.Device), nullable(e.Engagement.CampaignID),
-		amount, "bench-load", raw}, nil
-}
-
-// nullable maps the empty string of a field the event's shape does not
-// carry to NULL.
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }

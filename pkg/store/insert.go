@@ -60,6 +60,36 @@ func (s *Store) InsertEvents(ctx context.Context, recs []Record) (int64, error) 
 	return tag.RowsAffected(), nil
 }
 
+// CopyColumns are the events columns CopyRows fills, in order;
+// received_at keeps its default.
+var CopyColumns = []string{"event_id", "occurred_at", "source", "funnel_stage", "event_type",
+	"user_id", "age", "gender", "country", "city", "followers", "device", "campaign_id",
+	"purchase_amount", "correlation_id", "payload"}
+
+// CopyRows returns recs as rows of CopyColumns for a bulk load with COPY
+// (pgx's CopyFrom into events), mapped to columns exactly as InsertEvents
+// maps them, so loaded events read as stored ones. COPY has no ON CONFLICT:
+// one event_id already stored fails the whole load.
+func CopyRows(recs []Record) ([][]any, error) {
+	c := newColumns(recs)
+	rows := make([][]any, len(recs))
+	for i := range recs {
+		// numeric has no text form in COPY's binary format: the amount is
+		// parsed here, exactly, rather than cast by the server.
+		var amount pgtype.Numeric
+		if c.amounts[i].Valid {
+			if err := amount.Scan(c.amounts[i].String); err != nil {
+				return nil, fmt.Errorf("event %s: purchase amount %q: %w", c.ids[i], c.amounts[i].String, err)
+			}
+		}
+		rows[i] = []any{c.ids[i], c.occurred[i], c.sources[i], c.stages[i], c.types[i],
+			c.users[i], c.ages[i], c.genders[i], c.countries[i], c.cities[i],
+			c.followers[i], c.devices[i], c.campaigns[i], amount,
+			c.correlations[i], []byte(c.payloads[i])}
+	}
+	return rows, nil
+}
+
 // columns holds a batch column by column, in the order of insertSQL.
 type columns struct {
 	ids, sources, stages, types, users             []string

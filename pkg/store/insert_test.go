@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -403,5 +404,39 @@ func BenchmarkInsertEvents(b *testing.B) {
 				b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "events/s")
 			})
 		}
+	}
+}
+
+// TestCopyRowsStoreLikeInsertEvents loads the same events once with
+// InsertEvents and once with COPY from CopyRows, into two databases, and
+// requires every column of every row (received_at aside) to read the same.
+func TestCopyRowsStoreLikeInsertEvents(t *testing.T) {
+	ctx := context.Background()
+	recs := insertRecords(t, 11, 400)
+	inserted, copied := openInsertStore(t), openInsertStore(t)
+	if _, err := inserted.InsertEvents(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := CopyRows(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := copied.pool.CopyFrom(ctx, pgx.Identifier{"events"}, CopyColumns, pgx.CopyFromRows(rows)); err != nil || n != int64(len(recs)) {
+		t.Fatalf("copy: %d rows, %v; want %d", n, err, len(recs))
+	}
+	dump := func(s *Store) string {
+		var out string
+		err := s.pool.QueryRow(ctx, `SELECT string_agg(row(`+strings.Join(CopyColumns, ", ")+`)::text, E'\n' ORDER BY event_id) FROM events`).Scan(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if a, b := dump(inserted), dump(copied); a != b || a == "" {
+		t.Errorf("COPY stored the events differently from InsertEvents")
+	}
+	var revenue int
+	if err := copied.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE purchase_amount IS NOT NULL`).Scan(&revenue); err != nil || revenue == 0 {
+		t.Errorf("no purchase amounts among %d events (%v): the comparison misses numeric", len(recs), err)
 	}
 }
