@@ -14,11 +14,10 @@ import (
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eventpipe/eventpipe/pkg/event"
-	"github.com/eventpipe/eventpipe/pkg/natsembed"
+	"github.com/eventpipe/eventpipe/pkg/natstest"
 	"github.com/eventpipe/eventpipe/pkg/stream"
 )
 
@@ -160,23 +159,8 @@ func TestKEDAReadsCollectorLag(t *testing.T) {
 		t.Fatalf("got %d ScaledObjects; want 2", len(sos))
 	}
 
-	s, err := natsembed.Start(natsembed.Options{Port: -1, MonitorPort: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := natstest.StartMonitored(t)
+	js := natstest.Client(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	monitor := s.MonitorAddr().String()

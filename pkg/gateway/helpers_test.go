@@ -17,12 +17,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/eventpipe/eventpipe/pkg/eventgen"
+	"github.com/eventpipe/eventpipe/pkg/natstest"
 	"github.com/eventpipe/eventpipe/pkg/stream"
 )
 
@@ -233,16 +233,7 @@ func eventID(t testing.TB, raw []byte) string {
 // natsClient connects a test client to s, closed when the test ends.
 func natsClient(t testing.TB, s *server.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return natstest.Client(t, s)
 }
 
 // streamMsgs returns every message stored in the named stream, in order.
