@@ -14,8 +14,9 @@ import (
 // minRead is the least room a read is given.
 const minRead = 16 << 10
 
-// maxDepth bounds nesting, as encoding/json does; it also bounds the
-// recursion of fastjson's validator.
+// maxDepth bounds the nesting of the whole body, the array around the
+// events included, as encoding/json does; it also bounds the recursion of
+// fastjson's validator.
 const maxDepth = 10000
 
 // syntaxError is JSON that is not well formed.
@@ -117,15 +118,16 @@ func (s *splitter) element(i int) (v []byte, done bool, err error) {
 			return nil, false, err
 		}
 	}
-	v, err = s.value()
+	v, err = s.value(1)
 	return v, false, err
 }
 
-// value consumes the value starting at the next byte (peek was called)
-// and returns it, well formed. The bytes are valid until the next call.
-// A value cut short by the end of the input is io.ErrUnexpectedEOF.
-func (s *splitter) value() ([]byte, error) {
-	n, err := s.scan()
+// value consumes the value starting at the next byte (peek was called),
+// inside outer open containers, and returns it, well formed. The bytes are
+// valid until the next call. A value cut short by the end of the input is
+// io.ErrUnexpectedEOF.
+func (s *splitter) value(outer int) ([]byte, error) {
+	n, err := s.scan(maxDepth - outer)
 	if err != nil {
 		return nil, err
 	}
@@ -145,10 +147,10 @@ func (s *splitter) value() ([]byte, error) {
 // scan returns the length of the value at s.pos. It only finds the
 // value's end: a string, a scalar, or a container up to its matching
 // closing bracket; the syntax in between is checked by the caller.
-func (s *splitter) scan() (int, error) {
+func (s *splitter) scan(limit int) (int, error) {
 	switch c := s.buf[s.pos]; {
 	case c == '{' || c == '[' || c == '"':
-		return s.scanComposite()
+		return s.scanComposite(limit)
 	case scalarByte(c):
 		return s.scanScalar()
 	default:
@@ -174,7 +176,8 @@ func (s *splitter) scanScalar() (int, error) {
 
 // scanComposite finds the end of a string or a container. Its state
 // survives refills, so a huge value is scanned once, not once per read.
-func (s *splitter) scanComposite() (int, error) {
+// Containers nested deeper than limit are an error.
+func (s *splitter) scanComposite(limit int) (int, error) {
 	depth, inString, k := 0, false, 0
 	for {
 		v := s.buf[s.pos:]
@@ -195,7 +198,7 @@ func (s *splitter) scanComposite() (int, error) {
 			case '"':
 				inString = true
 			case '{', '[':
-				if depth++; depth > maxDepth {
+				if depth++; depth > limit {
 					return 0, &syntaxError{msg: "exceeded max depth " + strconv.Itoa(maxDepth)}
 				}
 			case '}', ']':

@@ -37,7 +37,7 @@ func splitBody(body []byte, chunk int) ([][]byte, error) {
 		return nil, err
 	}
 	if first == '{' {
-		v, err := s.value()
+		v, err := s.value(0)
 		if err != nil {
 			return nil, err
 		}
@@ -150,12 +150,17 @@ func TestSplitter(t *testing.T) {
 }
 
 func TestSplitterDepth(t *testing.T) {
-	for _, depth := range []int{maxDepth - 1, maxDepth + 1} {
-		body := "[" + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + "]"
-		_, want := decodeBody([]byte(body))
-		_, got := splitBody([]byte(body), 4096)
-		if (got == nil) != (want == nil) {
-			t.Errorf("depth %d: got error %v; want %v", depth, got, want)
+	// The depth is the whole body's, the array around the events
+	// included, as json.Valid counts it.
+	for _, depth := range []int{maxDepth - 1, maxDepth, maxDepth + 1} {
+		for _, body := range []string{
+			strings.Repeat("[", depth) + strings.Repeat("]", depth),
+			`{"a":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + "}",
+		} {
+			_, err := splitBody([]byte(body), 4096)
+			if want := depth <= maxDepth; (err == nil) != want || json.Valid([]byte(body)) != want {
+				t.Errorf("depth %d, %.8s...: got error %v, json.Valid %t; want valid %t", depth, body, err, json.Valid([]byte(body)), want)
+			}
 		}
 	}
 	// Nesting deeper than the limit fails fast, before the body ends.
@@ -169,7 +174,7 @@ func TestSplitterDepth(t *testing.T) {
 	if _, err := s.peek(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.value(); err == nil || !strings.Contains(err.Error(), "max depth") {
+	if _, err := s.value(0); err == nil || !strings.Contains(err.Error(), "max depth") {
 		t.Errorf("got %v; want a max depth error", err)
 	}
 }

@@ -329,7 +329,7 @@ type bodyFailure struct {
 func (r *batch) decode(first byte) *bodyFailure {
 	body := &r.st.body
 	if first == '{' {
-		raw, err := body.value()
+		raw, err := body.value(0)
 		if err != nil {
 			return r.fail(err, "")
 		}
