@@ -2,6 +2,11 @@
 # `make run` and `make test` are the two commands a newcomer needs.
 
 GO        ?= go
+# Build with the toolchain go.mod names (its `toolchain` line, a Go release
+# with every known standard-library fix), fetched from the module proxy when
+# the local Go is older. A machine whose go env says GOTOOLCHAIN=local would
+# otherwise build with whatever Go it has.
+export GOTOOLCHAIN ?= auto
 BIN       ?= .bin
 FUZZTIME  ?= 20s
 TEST_FLAGS ?= -count=1 -timeout 30m
@@ -13,7 +18,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 NORACE_PKGS = $(shell $(GO) list ./pkg/stack/... ./pkg/compose/... ./pkg/chart/... 2>/dev/null)
 RACE_PKGS    = $(filter-out $(NORACE_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs chaos bench bench-ci tools kind-up kind-down test-apiserver test-kind clean-data help
+.PHONY: run build test vet fuzz dashboards test-monitoring lint-chart chart-docs chaos bench bench-ci vulncheck tools kind-up kind-down test-apiserver test-kind clean-data help
 
 ## run: start NATS, PostgreSQL, the migrations, every service and a gentle publisher (Ctrl-C stops)
 run: build
@@ -65,6 +70,10 @@ bench: build
 ## bench-ci: the benchmark suite at its reduced size (about 2 min), as CI runs it so it cannot rot
 bench-ci: build
 	$(GO) run ./hack/bench -size ci -bin $(BIN) $(BENCH_FLAGS)
+
+## vulncheck: govulncheck over every package, tests included, with the toolchain above; fails on any vulnerability the code reaches
+vulncheck:
+	hack/vulncheck.sh
 
 ## tools: build helm and ct (pinned in hack/tools/go.mod) into .bin/tools
 tools:

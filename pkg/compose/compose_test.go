@@ -569,6 +569,7 @@ func TestVolumes(t *testing.T) {
 
 var (
 	goDirective = regexp.MustCompile(`(?m)^go (\S+)$`)
+	goToolchain = regexp.MustCompile(`(?m)^toolchain go(\S+)$`)
 	natsModule  = regexp.MustCompile(`(?m)^\s*github\.com/nats-io/nats-server/v2 v(\S+)`)
 	copyBinary  = regexp.MustCompile(`^--from=build /out/(\S+) /usr/local/bin/(\S+)$`)
 )
@@ -586,8 +587,14 @@ func TestImagesAreDockerfileTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	build, _ := df.stage("build")
-	if m := goDirective.FindSubmatch(gomod); m == nil || build.image != "golang:"+string(m[1]) {
-		t.Errorf("build stage FROM %s; want the Go of go.mod's go directive", build.image)
+	// The images are built by the Go that `make build` uses: go.mod's
+	// toolchain line, or its go directive when it has none.
+	m := goToolchain.FindSubmatch(gomod)
+	if m == nil {
+		m = goDirective.FindSubmatch(gomod)
+	}
+	if m == nil || build.image != "golang:"+string(m[1]) {
+		t.Errorf("build stage FROM %s; want the Go of go.mod's toolchain line", build.image)
 	}
 	stageNames := map[string]bool{}
 	for _, s := range df.stages {
