@@ -8,15 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eventpipe/eventpipe/pkg/event"
+	"github.com/eventpipe/eventpipe/pkg/schema"
 	"github.com/eventpipe/eventpipe/pkg/store"
 	"github.com/eventpipe/eventpipe/pkg/stream"
 )
@@ -376,6 +380,73 @@ func TestTransientDatabaseFailure(t *testing.T) {
 	env.settled("fb-collector")
 	if got := c.metric("fb_collector_events_processed_total"); got != float64(len(evs)) {
 		t.Errorf("processed: got %v; want %d", got, len(evs))
+	}
+}
+
+// TestUngrantedRoleWaits runs a collector as a login role that exists but
+// has no rights yet, as a Kubernetes operator creates roles before migrate
+// has granted them anything. Every insert is refused (permission denied),
+// for every event alike: the collector keeps its batch, dead-letters
+// nothing and is not ready, and once the role joins the writers every
+// event is stored once.
+func TestUngrantedRoleWaits(t *testing.T) {
+	env := newEnv(t)
+	ctx := context.Background()
+	role := pgx.Identifier{fmt.Sprintf("collector_%d_ungranted", os.Getpid())}.Sanitize()
+	if _, err := env.pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'secret'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := env.pool.Exec(context.Background(), `DROP ROLE `+role); err != nil {
+			t.Errorf("drop role: %v", err)
+		}
+	})
+	u, err := url.Parse(env.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(strings.Trim(role, `"`), "secret")
+	evs := events(t, 13, event.Facebook, 40)
+	env.publishEvents(evs)
+	c := env.start(env.options(event.Facebook, map[string]string{"DATABASE_URL": u.String(), "MAX_DELIVER": "2"}))
+
+	// Longer than MAX_DELIVER deliveries' worth of ACK_WAIT (1s): were
+	// the refusal taken for the data's fault, every event would be
+	// dead-lettered by now.
+	start := time.Now()
+	eventually(t, 30*time.Second, func() string {
+		if got := c.metric("fb_collector_db_retries_total"); got < 3 || time.Since(start) < 3*time.Second {
+			return fmt.Sprintf("retries while ungranted: got %v; want at least 3 over 3s", got)
+		}
+		return ""
+	})
+	resp, err := http.Get("http://" + c.addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while ungranted: got %d; want 503", resp.StatusCode)
+	}
+	if got := len(env.deadLetters()); got != 0 {
+		t.Errorf("dead letters while ungranted: got %d; want 0", got)
+	}
+
+	if _, err := env.pool.Exec(ctx, `GRANT `+pgx.Identifier{schema.WriterRole}.Sanitize()+` TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if got := env.count(""); got != len(evs) {
+			return fmt.Sprintf("rows once granted: got %d; want %d", got, len(evs))
+		}
+		return ""
+	})
+	env.settled("fb-collector")
+	if got := len(env.deadLetters()); got != 0 {
+		t.Errorf("dead letters: got %d; want 0", got)
+	}
+	if got := c.metric("fb_collector_events_failed_total", "reason", "db_permanent"); got != 0 {
+		t.Errorf("failed{db_permanent}: got %v; want 0", got)
 	}
 }
 

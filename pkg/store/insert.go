@@ -156,10 +156,17 @@ func (c *columns) args() []any {
 func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 // IsPermanent reports whether err is one that retrying cannot fix: the
-// database rejected the data or the statement, and the same statement with
-// the same data will meet the same error. Everything else (no connection,
-// timeouts, cancellation, shutdown, serialization failures, deadlocks,
-// lack of resources) may pass on a later try.
+// database rejected the data, and the same statement with the same data
+// will meet the same error. Everything else (no connection, timeouts,
+// cancellation, shutdown, serialization failures, deadlocks, lack of
+// resources) may pass on a later try.
+//
+// So may a statement that does not fit the database (class 42: a table or
+// column the migrations have not created yet, a privilege not granted
+// yet, during an upgrade or a deployment's first minutes). Every event
+// would meet that error, so calling it permanent would dead-letter the
+// whole stream; retried, the events wait in JetStream until the database
+// is ready for them.
 func IsPermanent(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
@@ -170,7 +177,6 @@ func IsPermanent(err error) bool {
 		"21", // cardinality violation
 		"22", // data exception: out-of-range numeric, invalid text, bad JSON
 		"23", // integrity constraint violation: NOT NULL, CHECK
-		"42", // syntax error or access rule violation, undefined column
 		"44", // WITH CHECK OPTION violation
 		"54": // program limit exceeded: a row or value too large
 		return true

@@ -230,14 +230,16 @@ func TestIsPermanent(t *testing.T) {
 			_, err := s.InsertEvents(ctx, recs)
 			return err
 		}, true},
-		{"syntax error", func() error {
-			_, err := s.pool.Exec(ctx, `SELEC 1`)
-			return err
-		}, true},
+		// A statement that does not fit the database is retried: the
+		// migrations or the grants may not have run yet.
 		{"undefined table", func() error {
 			_, err := s.pool.Exec(ctx, `SELECT * FROM no_such_table`)
 			return err
-		}, true},
+		}, false},
+		{"undefined column", func() error {
+			_, err := s.pool.Exec(ctx, `SELECT no_such_column FROM events`)
+			return err
+		}, false},
 		{"cancelled context", func() error {
 			_, err := s.InsertEvents(cancelled, withAmount("2.00"))
 			return err
@@ -259,6 +261,9 @@ func TestIsPermanent(t *testing.T) {
 		// provoked on demand here; their SQLSTATEs stand in for them.
 		{"serialization failure", func() error {
 			return fmt.Errorf("insert: %w", &pgconn.PgError{Code: "40001"})
+		}, false},
+		{"permission denied", func() error {
+			return fmt.Errorf("insert: %w", &pgconn.PgError{Code: "42501"})
 		}, false},
 		{"admin shutdown", func() error {
 			return fmt.Errorf("insert: %w", &pgconn.PgError{Code: "57P01"})
