@@ -23,9 +23,10 @@
 -- concurrent migration creating them first, and never dropped by the down
 -- migration. When the migrating role may not create roles (a managed
 -- service's database owner) and they do not exist yet, the grants are
--- skipped with a warning (the migration must not leave the schema dirty)
--- and the services keep using the owner's URL; create the two roles
--- (NOLOGIN) beforehand to get them.
+-- skipped with a warning (the migration must not leave the schema dirty).
+-- migrate grants the groups these rights again after every run
+-- (pkg/schema.Grant), so groups an administrator or an operator creates
+-- later get them from the next run.
 BEGIN;
 
 DO $$

@@ -1,17 +1,19 @@
 // Command migrate applies the embedded schema migrations to DATABASE_URL
-// and exits: a compose one-shot service and a Helm hook Job. Given the
-// reporter's and the collectors' own URLs, it also makes their login roles
-// (the URLs' users and passwords) members of the read-only and the
-// insert-only group roles the migrations create.
+// and exits: a compose one-shot service and a Helm hook Job. It then grants
+// the read-only and the insert-only group roles their rights, and, given
+// the reporter's and the collectors' own URLs, makes their login roles (the
+// URLs' users and passwords) members of those groups.
 package main
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +34,10 @@ func run() int {
 		r.Fail("DATABASE_URL", "is required")
 	}
 	logins := readLogins(r, databaseURL)
+	// Where migrate may not create the group roles, an operator or an
+	// administrator does: required waits for them (within MIGRATE_WAIT),
+	// optional grants only what exists.
+	rolesRequired := r.Enum("DATABASE_ROLES", "optional", "optional", "required") == "required"
 	level := r.Enum("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	format := r.Enum("LOG_FORMAT", "json", "json", "text")
 	// The database may still be starting (compose, a fresh cluster): wait
@@ -74,15 +80,16 @@ func run() int {
 		return 1
 	}
 	logger.Info("schema up to date", "version", version, "want", want)
-	if len(logins) == 0 {
-		return 0
-	}
 	conn, err := pgx.Connect(ctx, databaseURL)
 	if err != nil {
 		logger.Error("database unreachable", "error", err)
 		return 1
 	}
 	defer conn.Close(context.Background())
+	if err := grant(ctx, logger, conn, rolesRequired); err != nil {
+		logger.Error("group roles not granted", "setting", "DATABASE_ROLES", "error", err)
+		return 1
+	}
 	for _, l := range logins {
 		if err := schema.EnsureLogin(ctx, conn, l.group, l.user, l.password); err != nil {
 			logger.Error("login role not set up", "setting", l.setting, "error", err)
@@ -91,6 +98,36 @@ func run() int {
 		logger.Info("login role set up", "role", l.user, "group", l.group)
 	}
 	return 0
+}
+
+// grant gives the group roles their rights (schema.Grant). A group that
+// migrate may not create and that does not exist is skipped with a
+// warning, or, when required, waited for: an operator such as
+// CloudNativePG creates the roles it declares once the database is up,
+// which may be after this run has started.
+func grant(ctx context.Context, logger *slog.Logger, conn *pgx.Conn, required bool) error {
+	for waited := false; ; waited = true {
+		missing, err := schema.Grant(ctx, conn)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(missing) == 0:
+			logger.Info("group roles granted", "roles", []string{schema.ReaderRole, schema.WriterRole})
+			return nil
+		case !required:
+			logger.Warn("group roles missing, and this role may not create them: no grants for them",
+				"roles", missing, "hint", "create them (NOLOGIN) as an administrator; the next migrate run grants them")
+			return nil
+		case !waited:
+			logger.Info("waiting for the group roles to be created", "roles", missing)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("roles %s still missing after MIGRATE_WAIT: %w", strings.Join(missing, ", "), ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // login is a service's login role, from the URL the service uses.

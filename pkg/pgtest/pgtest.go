@@ -94,6 +94,45 @@ func admin(t testing.TB) string {
 	return adminURL
 }
 
+// PrivateServer starts a PostgreSQL server for the test alone, stopped
+// when the test ends: for tests of what belongs to a whole server, such as
+// roles, which a shared server's other tests would see.
+func PrivateServer(t testing.TB) *pgserver.Server {
+	t.Helper()
+	if !pgserver.Available() {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("postgres: %v", pgserver.ErrNoBinaries)
+		}
+		t.Skipf("skipping: needs PostgreSQL binaries for a server of its own: %v", pgserver.ErrNoBinaries)
+	}
+	// Not t.TempDir: its parent is private, and the server may run as the
+	// postgres user, which must get through.
+	dir, err := os.MkdirTemp("", "eventpipe-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := pgserver.Start(ctx, pgserver.Options{DataDir: dir + "/data", Port: port, Fast: true})
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
 // FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

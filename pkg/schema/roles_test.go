@@ -151,6 +151,34 @@ func TestRoles(t *testing.T) {
 	}
 }
 
+// TestRoleFromEnvironment connects as the chart connects the services to
+// the bundled database: a URL without credentials, the login role and its
+// password in PGUSER and PGPASSWORD (from CloudNativePG's role Secret).
+func TestRoleFromEnvironment(t *testing.T) {
+	ctx := context.Background()
+	ownerURL := pgtest.Migrated(t)
+	u, err := url.Parse(loginRole(t, connect(t, ownerURL), ownerURL, schema.WriterRole, "collector"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	t.Setenv("PGUSER", u.User.Username())
+	t.Setenv("PGPASSWORD", password)
+	role := u.User.Username()
+	u.User = nil
+	writer := openStore(t, u.String())
+	var user string
+	if err := writer.Pool().QueryRow(ctx, `SELECT current_user`).Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	if user != role {
+		t.Errorf("connected as %s; want %s, from PGUSER", user, role)
+	}
+	if n, err := writer.InsertEvents(ctx, records(t, 10, time.Date(2025, 6, 10, 0, 0, 0, 0, time.UTC))); err != nil || n != 10 {
+		t.Errorf("InsertEvents: %d, %v; want 10, nil", n, err)
+	}
+}
+
 // TestEnsureLoginConverges: running it again with a new password, or for
 // the other group, leaves the role in exactly one group with the new
 // password; the migrating role and powerful roles are refused.
