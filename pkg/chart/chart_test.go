@@ -30,6 +30,7 @@ import (
 	"github.com/eventpipe/eventpipe/pkg/gateway"
 	"github.com/eventpipe/eventpipe/pkg/httpserver"
 	"github.com/eventpipe/eventpipe/pkg/report"
+	"github.com/eventpipe/eventpipe/pkg/schema"
 	"github.com/eventpipe/eventpipe/pkg/stream"
 )
 
@@ -171,7 +172,7 @@ func TestMigrationJobPerMode(t *testing.T) {
 		values map[string]any
 		hooks  string // "" for a plain Job
 	}{
-		{"bundled database", valueSets["defaults"], "post-install,pre-upgrade"},
+		{"bundled database", valueSets["defaults"], "post-install,post-upgrade"},
 		{"external database", valueSets["external-db"], "pre-install,pre-upgrade"},
 		{"external database URL", valueSets["external-db-url"], "pre-install,pre-upgrade"},
 		{"plain job", map[string]any{"migrations": map[string]any{"mode": "job"}}, ""},
@@ -190,14 +191,17 @@ func TestMigrationJobPerMode(t *testing.T) {
 			}
 			// The Job uses the same database as the services: each service
 			// the owner's URL migrate has, or its own, whose role migrate
-			// makes.
+			// makes, or, with the bundled database, the same database as a
+			// role CloudNativePG makes.
 			migrate := envOf(c)
 			if migrate["DATABASE_URL"] == "" {
 				t.Errorf("migrate has no DATABASE_URL")
 			}
 			for component, own := range map[string]string{"reporter": "REPORTER_DATABASE_URL", "fb-collector": "COLLECTOR_DATABASE_URL", "ttk-collector": "COLLECTOR_DATABASE_URL"} {
-				got := envOf(deployment(t, objs, component).Spec.Template.Spec.Containers[0])["DATABASE_URL"]
-				if got != migrate["DATABASE_URL"] && got != migrate[own] {
+				env := envOf(deployment(t, objs, component).Spec.Template.Spec.Containers[0])
+				got := env["DATABASE_URL"]
+				bundled := got == bundledURL && migrate["DATABASE_URL"] == bundledOwner && env["PGUSER"] != ""
+				if got != migrate["DATABASE_URL"] && got != migrate[own] && !bundled {
 					t.Errorf("%s DATABASE_URL %q; want migrate's DATABASE_URL %q or %s %q", component, got, migrate["DATABASE_URL"], own, migrate[own])
 				}
 			}
@@ -293,6 +297,14 @@ func hookWeight(j *batchv1.Job) int {
 // TestDatabaseURLSources: each service's DATABASE_URL, and the login
 // role URLs migrate gets: the owner's URL everywhere unless the reporter
 // and the collectors have their own (external databases only).
+// The bundled database: the owner's URL from CloudNativePG's app Secret,
+// and the URL of its read-write service, for the login roles CloudNativePG
+// makes from postgresql.cluster.roles.
+const (
+	bundledOwner = "secret:" + releaseName + "-postgresql-app/uri"
+	bundledURL   = "postgresql://" + releaseName + "-postgresql-rw." + namespace + ".svc:5432/eventpipe"
+)
+
 func TestDatabaseURLSources(t *testing.T) {
 	external := func(db map[string]any) map[string]any {
 		return map[string]any{"postgresql": map[string]any{"enabled": false}, "externalDatabase": db}
@@ -304,8 +316,31 @@ func TestDatabaseURLSources(t *testing.T) {
 		// services' ("" for the owner's); reporterRole and collectorRole
 		// migrate's REPORTER_ and COLLECTOR_DATABASE_URL ("" unset).
 		owner, reporter, collector, reporterRole, collectorRole string
+		// reporterUser and collectorUser are the services' PGUSER ("" for
+		// none); roles is migrate's DATABASE_ROLES.
+		reporterUser, collectorUser, roles string
 	}{
-		{name: "defaults", values: valueSets["defaults"], owner: "secret:" + releaseName + "-postgresql-app/uri"},
+		{
+			name: "defaults", values: valueSets["defaults"], owner: bundledOwner,
+			reporter: bundledURL, collector: bundledURL,
+			reporterUser: "secret:eventpipe-db-reporter/username", collectorUser: "secret:eventpipe-db-collector/username",
+			roles: "required",
+		},
+		{
+			name:   "bundled, no login roles",
+			values: map[string]any{"postgresql": map[string]any{"cluster": map[string]any{"roles": []any{}}}},
+			owner:  bundledOwner,
+		},
+		{
+			name: "bundled, groups without the reporter's login role",
+			values: map[string]any{"postgresql": map[string]any{"cluster": map[string]any{"roles": []any{
+				map[string]any{"name": "eventpipe_reader"}, map[string]any{"name": "eventpipe_writer"},
+				map[string]any{"name": "eventpipe_reporter", "login": true, "inRoles": []any{"eventpipe_reader"}, "ensure": "absent",
+					"passwordSecret": map[string]any{"name": "gone"}},
+				map[string]any{"name": "ingest", "login": true, "inRoles": []any{"eventpipe_writer"}, "passwordSecret": map[string]any{"name": "ingest-pw"}},
+			}}}},
+			owner: bundledOwner, collector: bundledURL, collectorUser: "secret:ingest-pw/username", roles: "required",
+		},
 		{name: "external-db", values: valueSets["external-db"], owner: "secret:eventpipe-db/url"},
 		{name: "external-db-url", values: valueSets["external-db-url"], owner: "secret:" + releaseName + "-database/DATABASE_URL"},
 		{
@@ -347,12 +382,117 @@ func TestDatabaseURLSources(t *testing.T) {
 			if _, ok := envOf(deployment(t, objs, "gateway").Spec.Template.Spec.Containers[0])["DATABASE_URL"]; ok {
 				t.Errorf("the gateway got DATABASE_URL; it never touches the database")
 			}
+			for c, w := range map[string]string{"reporter": tt.reporterUser, "fb-collector": tt.collectorUser, "ttk-collector": tt.collectorUser} {
+				env := envOf(deployment(t, objs, c).Spec.Template.Spec.Containers[0])
+				wantPassword := ""
+				if w != "" {
+					wantPassword = strings.TrimSuffix(w, "/username") + "/password"
+				}
+				if env["PGUSER"] != w || env["PGPASSWORD"] != wantPassword {
+					t.Errorf("%s PGUSER %q, PGPASSWORD %q; want %q, %q", c, env["PGUSER"], env["PGPASSWORD"], w, wantPassword)
+				}
+			}
 			migrate := envOf(migrateJob(t, objs).Spec.Template.Spec.Containers[0])
-			got := [3]string{migrate["DATABASE_URL"], migrate["REPORTER_DATABASE_URL"], migrate["COLLECTOR_DATABASE_URL"]}
-			if w := [3]string{tt.owner, tt.reporterRole, tt.collectorRole}; got != w {
-				t.Errorf("migrate DATABASE_URL, REPORTER_DATABASE_URL, COLLECTOR_DATABASE_URL %q; want %q", got, w)
+			got := [4]string{migrate["DATABASE_URL"], migrate["REPORTER_DATABASE_URL"], migrate["COLLECTOR_DATABASE_URL"], migrate["DATABASE_ROLES"]}
+			if w := [4]string{tt.owner, tt.reporterRole, tt.collectorRole, tt.roles}; got != w {
+				t.Errorf("migrate DATABASE_URL, REPORTER_DATABASE_URL, COLLECTOR_DATABASE_URL, DATABASE_ROLES %q; want %q", got, w)
 			}
 		})
+	}
+}
+
+// cnpgRole is a role of CloudNativePG's spec.managed.roles, the fields
+// this chart's values may use; the cluster chart copies
+// postgresql.cluster.roles there as it is.
+type cnpgRole struct {
+	Name           string   `json:"name"`
+	Ensure         string   `json:"ensure"`
+	Comment        string   `json:"comment"`
+	Login          bool     `json:"login"`
+	InRoles        []string `json:"inRoles"`
+	PasswordSecret struct {
+		Name string `json:"name"`
+	} `json:"passwordSecret"`
+	Superuser   bool `json:"superuser"`
+	CreateDB    bool `json:"createdb"`
+	CreateRole  bool `json:"createrole"`
+	Replication bool `json:"replication"`
+	BypassRLS   bool `json:"bypassrls"`
+}
+
+// TestBundledRoles checks the roles CloudNativePG makes for the bundled
+// database by default and the Secrets holding their passwords: the groups
+// are the ones migrate grants to, each login role is in one group and has
+// no power of its own, and each service logs in with the Secret its role
+// names, which the chart creates unless told not to.
+func TestBundledRoles(t *testing.T) {
+	raw, err := yaml.Marshal(loadChart(t).Values["postgresql"].(map[string]any)["cluster"].(map[string]any)["roles"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []cnpgRole
+	if err := yaml.UnmarshalStrict(raw, &roles); err != nil {
+		t.Fatalf("postgresql.cluster.roles: %v", err)
+	}
+	var groups []string
+	secretOf := map[string]string{} // group → its login role's Secret
+	userOf := map[string]string{}   // Secret → login role
+	for _, r := range roles {
+		if r.Superuser || r.CreateDB || r.CreateRole || r.Replication || r.BypassRLS {
+			t.Errorf("role %s has powers of its own", r.Name)
+		}
+		if r.Ensure != "present" {
+			t.Errorf("role %s: ensure %q; want present", r.Name, r.Ensure)
+		}
+		if !r.Login {
+			groups = append(groups, r.Name)
+			if len(r.InRoles) != 0 || r.PasswordSecret.Name != "" {
+				t.Errorf("group %s has groups or a password", r.Name)
+			}
+			continue
+		}
+		if len(r.InRoles) != 1 || r.PasswordSecret.Name == "" {
+			t.Errorf("login role %s: groups %v, password Secret %q; want one group and a Secret", r.Name, r.InRoles, r.PasswordSecret.Name)
+			continue
+		}
+		secretOf[r.InRoles[0]], userOf[r.PasswordSecret.Name] = r.PasswordSecret.Name, r.Name
+	}
+	if want := []string{schema.ReaderRole, schema.WriterRole}; !slices.Equal(groups, want) {
+		t.Errorf("groups %v; want %v, the ones migrate grants to", groups, want)
+	}
+	if len(secretOf) != 2 || len(userOf) != 2 {
+		t.Fatalf("login roles by group %v; want one in each group, each with its own Secret", secretOf)
+	}
+
+	for _, create := range []bool{true, false} {
+		objs := typed(t, map[string]any{"bundledDatabase": map[string]any{"createRoleSecrets": create}})
+		secrets := map[string]*corev1.Secret{}
+		for _, s := range ofType[*corev1.Secret](objs) {
+			secrets[s.Name] = s
+		}
+		for group, name := range secretOf {
+			s, ok := secrets[name]
+			if ok != create {
+				t.Errorf("createRoleSecrets %t: Secret %s rendered %t", create, name, ok)
+			}
+			if ok {
+				if s.Type != corev1.SecretTypeBasicAuth || s.Labels["cnpg.io/reload"] != "true" {
+					t.Errorf("Secret %s: type %q, cnpg.io/reload %q; want %q, \"true\"", name, s.Type, s.Labels["cnpg.io/reload"], corev1.SecretTypeBasicAuth)
+				}
+				if user, password := string(s.Data["username"]), string(s.Data["password"]); user != userOf[name] || len(password) != 32 {
+					t.Errorf("Secret %s: username %q, a password of %d characters; want %q, 32", name, user, len(password), userOf[name])
+				}
+			}
+			components := []string{"fb-collector", "ttk-collector"}
+			if group == schema.ReaderRole {
+				components = []string{"reporter"}
+			}
+			for _, c := range components {
+				if got := envOf(deployment(t, objs, c).Spec.Template.Spec.Containers[0])["PGPASSWORD"]; got != "secret:"+name+"/password" {
+					t.Errorf("createRoleSecrets %t: %s PGPASSWORD %q; want Secret %s", create, c, got, name)
+				}
+			}
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,7 +79,8 @@ const (
 var kindImages = []string{"gateway", "fb-collector", "ttk-collector", "reporter", "migrate", "publisher"}
 
 // kindOverrides go over manifests/tilt/values.yaml (the sizes Tilt runs):
-// the migrations as the Helm hook every `helm install` gets, the images
+// the migrations as the Helm hook every `helm install` gets, the login
+// roles' Secrets made by the chart (helm install reads them back), the images
 // loaded into the nodes, and no monitoring objects (kube-prometheus-stack,
 // the heaviest of the operators, is not installed here).
 const kindOverrides = `image:
@@ -86,6 +88,8 @@ const kindOverrides = `image:
 logFormat: json
 migrations:
   mode: hook
+bundledDatabase:
+  createRoleSecrets: true
 monitoring:
   serviceMonitor: {enabled: false}
   prometheusRule: {enabled: false}
@@ -260,6 +264,51 @@ func TestKindValuesRender(t *testing.T) {
 				t.Errorf("no publisher Deployment rendered")
 			}
 		})
+	}
+}
+
+// TestTiltRoleSecrets checks the Secrets the Tiltfile applies for the
+// bundled database's login roles, since the Tilt values turn the chart's
+// own off: one per login role of the chart's roles, in its release
+// namespace, shaped as CloudNativePG reads them.
+func TestTiltRoleSecrets(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "manifests/tilt/database-roles.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := render(loadChart(t), map[string]any{"bundledDatabase": map[string]any{"createRoleSecrets": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{} // Secret → username, as the chart makes them
+	for name, content := range files {
+		if !strings.HasSuffix(name, "/database-roles-secrets.yaml") {
+			continue
+		}
+		for _, doc := range strings.Split(content, "\n---") {
+			var s corev1.Secret
+			if err := yaml.Unmarshal([]byte(doc), &s); err != nil {
+				t.Fatal(err)
+			}
+			if s.Name != "" {
+				want[s.Name] = string(s.Data["username"])
+			}
+		}
+	}
+	got := map[string]string{}
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		var s corev1.Secret
+		if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Namespace != namespace || s.Type != corev1.SecretTypeBasicAuth || s.Labels["cnpg.io/reload"] != "true" || s.StringData["password"] == "" {
+			t.Errorf("Secret %s: namespace %q, type %q, cnpg.io/reload %q, password set %t; want %q, %q, \"true\", true",
+				s.Name, s.Namespace, s.Type, s.Labels["cnpg.io/reload"], s.StringData["password"] != "", namespace, corev1.SecretTypeBasicAuth)
+		}
+		got[s.Name] = s.StringData["username"]
+	}
+	if len(want) != 2 || !maps.Equal(got, want) {
+		t.Errorf("Tilt's Secrets (name: username) %v; want the chart's %v", got, want)
 	}
 }
 

@@ -150,11 +150,63 @@ DATABASE_URL of a service that reads or writes events: root and component
 ("reporter", or a collector). Its own Secret when externalDatabase names
 one (a role with only the rights it needs), else the owner's URL.
 */}}
+{{/*
+With the bundled database, the login role of postgresql.cluster.roles in
+group (eventpipe_reader or eventpipe_writer): the name of its password
+Secret, or nothing when the list has no such role (the service then uses
+the owner's URL).
+*/}}
+{{- define "eventpipe.bundledLoginSecret" -}}
+{{- if .root.Values.postgresql.enabled }}
+{{- $found := "" }}
+{{- range (dig "cluster" "roles" list .root.Values.postgresql) }}
+{{- if and (not $found) .login (ne (.ensure | default "present") "absent") (has $.group (.inRoles | default list)) (dig "passwordSecret" "name" "" .) }}
+{{- $found = .passwordSecret.name }}
+{{- end }}
+{{- end }}
+{{- $found }}
+{{- end }}
+{{- end }}
+
+{{/*
+true when postgresql.cluster.roles declares both group roles: CloudNativePG
+creates them, and migrate waits for them to grant their rights.
+*/}}
+{{- define "eventpipe.bundledGroups" -}}
+{{- $names := list }}
+{{- range (dig "cluster" "roles" list .Values.postgresql) }}
+{{- if ne (.ensure | default "present") "absent" }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- end }}
+{{- if and .Values.postgresql.enabled (has "eventpipe_reader" $names) (has "eventpipe_writer" $names) }}true{{ end }}
+{{- end }}
+
 {{- define "eventpipe.serviceDatabaseEnv" -}}
 {{- $db := .root.Values.externalDatabase }}
 {{- $reporter := eq .component "reporter" }}
 {{- $secret := ternary $db.reporterSecret $db.collectorSecret $reporter }}
-{{- if and (not .root.Values.postgresql.enabled) $secret }}
+{{- $login := include "eventpipe.bundledLoginSecret" (dict "root" .root "group" (ternary "eventpipe_reader" "eventpipe_writer" $reporter)) }}
+{{- if $login }}
+{{- /*
+The bundled database's service (<cluster>-rw), logged in as the role
+CloudNativePG created from postgresql.cluster.roles; pgx takes the user
+and password from PGUSER and PGPASSWORD, so no password is spelt into a
+URL.
+*/}}
+- name: DATABASE_URL
+  value: {{ printf "postgresql://%s-rw.%s.svc:5432/%s" (include "eventpipe.postgresqlFullname" .root) .root.Release.Namespace (dig "cluster" "initdb" "database" "app" .root.Values.postgresql) | quote }}
+- name: PGUSER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $login }}
+      key: username
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $login }}
+      key: password
+{{- else if and (not .root.Values.postgresql.enabled) $secret }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -225,7 +277,7 @@ own URLs, whose login roles it makes (externalDatabase.manageRoles).
 {{/* Helm hook annotations of the migration Job, per database mode. */}}
 {{- define "eventpipe.migrationHooks" -}}
 {{- if .Values.postgresql.enabled -}}
-post-install,pre-upgrade
+post-install,post-upgrade
 {{- else -}}
 pre-install,pre-upgrade
 {{- end }}
