@@ -109,10 +109,14 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, reg *prometheus
 	if opts.wrapInserter != nil {
 		ins = opts.wrapInserter(st)
 	}
+	probe := st.Check(want)
+	if opts.probe != nil {
+		probe = opts.probe
+	}
 	nc, err := stream.Connect(opts.NATSURL, opts.Service, logger)
 	if err == nil {
 		conn.Store(nc)
-		err = consume(ctx, shutdownCtx, opts, logger, m, nc, ins)
+		err = consume(ctx, shutdownCtx, opts, logger, m, nc, ins, probe)
 	}
 	ready.Drain()
 
@@ -136,12 +140,12 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, reg *prometheus
 // consume subscribes and stores batches until stop ends, subscribing again
 // if the server ends the subscription (the consumer was deleted). It
 // returns nil once stopped.
-func consume(stop, work context.Context, opts Options, logger *slog.Logger, m *metrics, nc *nats.Conn, ins Inserter) error {
+func consume(stop, work context.Context, opts Options, logger *slog.Logger, m *metrics, nc *nats.Conn, ins Inserter, probe func(context.Context) error) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	w := newWorker(opts, logger, m, js, ins)
+	w := newWorker(opts, logger, m, js, ins, probe)
 	for {
 		var (
 			cons jetstream.Consumer

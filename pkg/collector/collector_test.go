@@ -383,6 +383,75 @@ func TestTransientDatabaseFailure(t *testing.T) {
 	}
 }
 
+// TestRetryWakesWhenTheDatabaseReturns: with a backoff of ten minutes, a
+// batch failing in an outage is stored as soon as the database answers
+// the readiness check again, not when the backoff ends; and a failure while
+// the database answers (not an outage) waits out its backoff, without a
+// hot loop.
+func TestRetryWakesWhenTheDatabaseReturns(t *testing.T) {
+	env := newEnv(t)
+	var (
+		down, unhealthy   atomic.Bool
+		calls, probeCalls atomic.Int64
+	)
+	down.Store(true)
+	opts := env.options(event.Facebook, map[string]string{"RETRY_MIN": "10m", "RETRY_MAX": "10m"})
+	opts.wrapInserter = func(real Inserter) Inserter {
+		return insertFunc(func(ctx context.Context, recs []store.Record) (int64, error) {
+			calls.Add(1)
+			if down.Load() {
+				return 0, fmt.Errorf("insert: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
+			}
+			if unhealthy.Load() {
+				return 0, fmt.Errorf("insert: %w", &pgconn.PgError{Code: "40001", Message: "could not serialize access"})
+			}
+			return real.InsertEvents(ctx, recs)
+		})
+	}
+	opts.probe = func(context.Context) error {
+		probeCalls.Add(1)
+		if down.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	evs := events(t, 17, event.Facebook, 30)
+	env.publishEvents(evs)
+	env.start(opts)
+	eventually(t, 30*time.Second, func() string {
+		if calls.Load() < 1 || probeCalls.Load() < 2 {
+			return fmt.Sprintf("while down: %d inserts, %d probes; want at least 1 and 2", calls.Load(), probeCalls.Load())
+		}
+		return ""
+	})
+	down.Store(false)
+	eventually(t, 30*time.Second, func() string {
+		if got := env.count(""); got != len(evs) {
+			return fmt.Sprintf("rows after the outage: got %d; want %d, long before the 10m backoff ends", got, len(evs))
+		}
+		return ""
+	})
+	env.settled("fb-collector")
+	if got := calls.Load(); got != 2 {
+		t.Errorf("inserts: got %d; want 2, one failed in the outage and one after", got)
+	}
+
+	// The database answers, yet the insert fails: the whole backoff.
+	unhealthy.Store(true)
+	calls.Store(0)
+	probed := probeCalls.Load()
+	env.publishEvents(events(t, 18, event.Facebook, 5))
+	eventually(t, 30*time.Second, func() string {
+		if calls.Load() < 1 || probeCalls.Load() < probed+4 {
+			return fmt.Sprintf("failing with the database up: %d inserts, %d probes; want at least 1 and 4", calls.Load(), probeCalls.Load()-probed)
+		}
+		return ""
+	})
+	if got := calls.Load(); got != 1 {
+		t.Errorf("inserts while the database answers: got %d; want 1, then the 10m backoff", got)
+	}
+}
+
 // TestUngrantedRoleWaits runs a collector as a login role that exists but
 // has no rights yet, as a Kubernetes operator creates roles before migrate
 // has granted them anything. Every insert is refused (permission denied),

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -66,6 +67,9 @@ type Options struct {
 	// wrapInserter, when set, decorates the store: tests inject database
 	// failures through it.
 	wrapInserter func(Inserter) Inserter
+	// probe, when set, replaces the database check that the retries of a
+	// failing insert poll: tests end a fake outage through it.
+	probe func(context.Context) error
 }
 
 // sourceDefaults returns the service name and port api.md gives the

@@ -37,12 +37,13 @@ type worker struct {
 	m       *metrics
 	js      jetstream.JetStream
 	ins     Inserter
+	probe   func(context.Context) error // does the database answer (the readiness check)
 	parser  event.Parser
 	prefix  string // "events.<source>."
 	dlqSubj string
 }
 
-func newWorker(opts Options, logger *slog.Logger, m *metrics, js jetstream.JetStream, ins Inserter) *worker {
+func newWorker(opts Options, logger *slog.Logger, m *metrics, js jetstream.JetStream, ins Inserter, probe func(context.Context) error) *worker {
 	filter := event.SourceFilter(opts.Source)
 	return &worker{
 		opts:    opts,
@@ -50,6 +51,7 @@ func newWorker(opts Options, logger *slog.Logger, m *metrics, js jetstream.JetSt
 		m:       m,
 		js:      js,
 		ins:     ins,
+		probe:   probe,
 		prefix:  strings.TrimSuffix(filter, ">"),
 		dlqSubj: stream.DeadLetterSubject(opts.Service),
 	}
@@ -269,10 +271,45 @@ func (w *worker) insert(stop, work context.Context, recs []store.Record) (int64,
 		}
 		w.m.dbRetries.Inc()
 		w.logger.Warn("insert failed; retrying", "error", err, "events", len(recs), "retry_in", wait.String())
-		if !sleep(stop, wait) {
+		if !w.waitRetry(stop, wait) {
 			return 0, err
 		}
 		wait = min(2*wait, w.opts.RetryMax)
+	}
+}
+
+// probeEvery is how often a backoff asks whether the database answers.
+const probeEvery = 250 * time.Millisecond
+
+// waitRetry waits d before the next try of an insert, or less: when the
+// database fails the readiness check during the wait and then passes it,
+// the outage is over and the wait ends there, so recovery does not wait
+// out a backoff grown to RetryMax. A database that answers throughout (the
+// failure was not an outage) gets the whole backoff. It returns false when
+// stop ends first.
+func (w *worker) waitRetry(stop context.Context, d time.Duration) bool {
+	end := time.Now().Add(d)
+	down := false
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return true
+		}
+		if w.probe == nil || left <= probeEvery {
+			return sleep(stop, left)
+		}
+		if !sleep(stop, probeEvery) {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(stop, probeEvery)
+		err := w.probe(ctx)
+		cancel()
+		if err != nil {
+			down = true
+		} else if down {
+			w.logger.Info("database answers again; retrying now")
+			return true
+		}
 	}
 }
 
