@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eventpipe/eventpipe/pkg/logtest"
 	"github.com/eventpipe/eventpipe/pkg/pgtest"
 	"github.com/eventpipe/eventpipe/pkg/schema"
 )
@@ -25,7 +24,7 @@ import (
 func TestGrantWaitsForRequiredRoles(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.PrivateServer(t)
-	admin := connect(t, pg.AdminURL())
+	admin := pgtest.Connect(t, pg.AdminURL())
 	for _, stmt := range []string{`CREATE ROLE app LOGIN NOCREATEROLE`, `CREATE DATABASE app OWNER app`} {
 		if _, err := admin.Exec(ctx, stmt); err != nil {
 			t.Fatal(err)
@@ -39,8 +38,8 @@ func TestGrantWaitsForRequiredRoles(t *testing.T) {
 	if _, err := schema.Up(u.String()); err != nil {
 		t.Fatal(err)
 	}
-	app := connect(t, u.String())
-	logs := &lockedBuffer{}
+	app := pgtest.Connect(t, u.String())
+	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 
 	if err := grant(ctx, logger, app, false); err != nil {
@@ -86,38 +85,4 @@ func TestGrantWaitsForRequiredRoles(t *testing.T) {
 	if !reads || !writes {
 		t.Errorf("after the wait: reader SELECT %t, writer INSERT %t; want both", reads, writes)
 	}
-}
-
-func connect(t *testing.T, dbURL string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-// lockedBuffer is a log destination the test reads while grant writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }

@@ -200,7 +200,7 @@ func TestBothCollectorsStoreEveryEvent(t *testing.T) {
 	})
 	logs := fb.logs.String()
 	if !strings.Contains(logs, `"msg":"batch stored"`) || !strings.Contains(logs, `"correlation_ids":["`) {
-		t.Errorf("no batch log line with correlation ids in:\n%s", fb.logs.tail(2000))
+		t.Errorf("no batch log line with correlation ids in:\n%s", fb.logs.Tail(2000))
 	}
 }
 
@@ -794,7 +794,7 @@ func TestGracefulStopLosesNothing(t *testing.T) {
 		t.Fatalf("Run after cancel: got %v; want nil", err)
 	}
 	if !strings.Contains(first.logs.String(), `"msg":"collector stopped"`) {
-		t.Errorf("no clean stop logged:\n%s", first.logs.tail(2000))
+		t.Errorf("no clean stop logged:\n%s", first.logs.Tail(2000))
 	}
 	stored := env.count("")
 	if stored == len(evs) {
@@ -841,7 +841,7 @@ func TestDeletedConsumerIsRecreated(t *testing.T) {
 	})
 	env.settled("fb-collector")
 	if !strings.Contains(c.logs.String(), "subscribing again") {
-		t.Errorf("no resubscription logged:\n%s", c.logs.tail(3000))
+		t.Errorf("no resubscription logged:\n%s", c.logs.Tail(3000))
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/eventpipe/eventpipe/pkg/config"
 	"github.com/eventpipe/eventpipe/pkg/event"
 	"github.com/eventpipe/eventpipe/pkg/eventgen"
+	"github.com/eventpipe/eventpipe/pkg/logtest"
 	"github.com/eventpipe/eventpipe/pkg/natstest"
 	"github.com/eventpipe/eventpipe/pkg/pgtest"
 	"github.com/eventpipe/eventpipe/pkg/store"
@@ -92,14 +92,14 @@ type running struct {
 	done   chan error
 	once   sync.Once
 	err    error
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 }
 
 // start runs a collector until stop (or the test's end).
 func (env *testEnv) start(opts Options) *running {
 	env.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{t: env.t, reg: prometheus.NewRegistry(), cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	r := &running{t: env.t, reg: prometheus.NewRegistry(), cancel: cancel, done: make(chan error, 1), logs: &logtest.Buffer{}}
 	addr := make(chan string, 1)
 	opts.Started = func(a string) { addr <- a }
 	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -116,7 +116,7 @@ func (env *testEnv) start(opts Options) *running {
 			env.t.Errorf("collector stop: %v", err)
 		}
 		if env.t.Failed() {
-			env.t.Logf("collector logs:\n%s", r.logs.tail(6000))
+			env.t.Logf("collector logs:\n%s", r.logs.Tail(6000))
 		}
 	})
 	return r
@@ -133,32 +133,6 @@ func (r *running) stop() error {
 		}
 	})
 	return r.err
-}
-
-// syncBuffer collects a collector's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) tail(n int) string {
-	out := s.String()
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return out
 }
 
 // sent is one published event.

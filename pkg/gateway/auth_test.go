@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eventpipe/eventpipe/pkg/config"
 	"github.com/eventpipe/eventpipe/pkg/httpserver"
+	"github.com/eventpipe/eventpipe/pkg/logtest"
 	"github.com/eventpipe/eventpipe/pkg/natstest"
 	"github.com/eventpipe/eventpipe/pkg/stream"
 )
@@ -24,24 +24,6 @@ const (
 	testToken  = "tok-0123456789abcdef-SECRET"
 	testSecret = "hmac-secret-0123456789-SECRET"
 )
-
-// logBuffer collects what the server's goroutines log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // sign returns the X-Signature-256 value of body under secret.
 func sign(secret string, body []byte) string {
@@ -52,7 +34,7 @@ func sign(secret string, body []byte) string {
 
 // authServer serves the webhook over httptest against a real JetStream,
 // logging at debug level into the returned buffer.
-func authServer(t *testing.T, token, secret string) (url string, logs *logBuffer, count func() (uint64, uint64)) {
+func authServer(t *testing.T, token, secret string) (url string, logs *logtest.Buffer, count func() (uint64, uint64)) {
 	t.Helper()
 	ns := natstest.Start(t)
 	js := natsClient(t, ns)
@@ -67,7 +49,7 @@ func authServer(t *testing.T, token, secret string) (url string, logs *logBuffer
 		t.Fatal(err)
 	}
 	wh.backend.Store(&backend{pub: js, connected: func() bool { return true }, maxEvent: 1 << 20})
-	logs = &logBuffer{}
+	logs = &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	engine := httpserver.NewEngine(logger, httpserver.NewReadiness(), reg)
 	wh.register(engine)

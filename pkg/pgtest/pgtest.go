@@ -64,28 +64,9 @@ func admin(t testing.TB) string {
 		}
 		return adminURL
 	}
-	if !pgserver.Available() {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("postgres: %v", pgserver.ErrNoBinaries)
-		}
-		t.Skipf("skipping: needs PostgreSQL: %v", pgserver.ErrNoBinaries)
-	}
-	dir, err := os.MkdirTemp("", "eventpipe-pgtest-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	needBinaries(t)
+	s, dir, err := startServer()
 	dataDir = dir
-	// The server may run as the postgres user, which must get through.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	port, err := FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := pgserver.Start(ctx, pgserver.Options{DataDir: dir + "/data", Port: port, Fast: true})
 	if err != nil {
 		startErr = err
 		t.Fatalf("postgres: %v", err)
@@ -94,34 +75,51 @@ func admin(t testing.TB) string {
 	return adminURL
 }
 
+// needBinaries skips the test on a machine without the PostgreSQL server
+// binaries, and fails it under CI, which installs them.
+func needBinaries(t testing.TB) {
+	t.Helper()
+	if pgserver.Available() {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("postgres: %v", pgserver.ErrNoBinaries)
+	}
+	t.Skipf("skipping: needs PostgreSQL: %v", pgserver.ErrNoBinaries)
+}
+
+// startServer starts a server with its data in a new directory, returned
+// for removal once the server has stopped.
+func startServer() (*pgserver.Server, string, error) {
+	// Not t.TempDir: its parent is private, and the server may run as the
+	// postgres user, which must get through.
+	dir, err := os.MkdirTemp("", "eventpipe-pgtest-")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, dir, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, dir, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := pgserver.Start(ctx, pgserver.Options{DataDir: dir + "/data", Port: port, Fast: true})
+	return s, dir, err
+}
+
 // PrivateServer starts a PostgreSQL server for the test alone, stopped
 // when the test ends: for tests of what belongs to a whole server, such as
 // roles, which a shared server's other tests would see.
 func PrivateServer(t testing.TB) *pgserver.Server {
 	t.Helper()
-	if !pgserver.Available() {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("postgres: %v", pgserver.ErrNoBinaries)
-		}
-		t.Skipf("skipping: needs PostgreSQL binaries for a server of its own: %v", pgserver.ErrNoBinaries)
+	needBinaries(t)
+	s, dir, err := startServer()
+	if dir != "" {
+		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	// Not t.TempDir: its parent is private, and the server may run as the
-	// postgres user, which must get through.
-	dir, err := os.MkdirTemp("", "eventpipe-pgtest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	port, err := FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := pgserver.Start(ctx, pgserver.Options{DataDir: dir + "/data", Port: port, Fast: true})
 	if err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
@@ -131,6 +129,17 @@ func PrivateServer(t testing.TB) *pgserver.Server {
 		}
 	})
 	return s
+}
+
+// Connect opens a connection to dbURL, closed when the test ends.
+func Connect(t testing.TB, dbURL string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 at the time of the call.

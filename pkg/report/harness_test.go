@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,32 +22,15 @@ import (
 
 	"github.com/eventpipe/eventpipe/pkg/event"
 	"github.com/eventpipe/eventpipe/pkg/eventgen"
+	"github.com/eventpipe/eventpipe/pkg/logtest"
 )
 
 // reporter is one in-process reporter under test.
 type reporter struct {
 	url  string
-	logs *syncBuffer
+	logs *logtest.Buffer
 	// stop cancels Run and returns what it returned.
 	stop func() error
-}
-
-// syncBuffer collects the logs written by the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startReporter runs Run in-process on 127.0.0.1:0 against databaseURL and
@@ -67,7 +49,7 @@ func startReporter(t testing.TB, databaseURL string, modify ...func(*Options)) *
 	for _, m := range modify {
 		m(&opts)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

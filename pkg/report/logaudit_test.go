@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eventpipe/eventpipe/pkg/logtest"
 	"github.com/eventpipe/eventpipe/pkg/pgtest"
 )
 
@@ -19,7 +20,7 @@ const dbPassword = "hunter2-db-password"
 
 func TestDatabasePasswordNotLogged(t *testing.T) {
 	t.Run("unparsable DATABASE_URL", func(t *testing.T) {
-		logs := &syncBuffer{}
+		logs := &logtest.Buffer{}
 		err := Run(context.Background(), Options{
 			Addr:        "127.0.0.1:0",
 			DatabaseURL: "postgres://eventpipe:" + dbPassword + "@127.0.0.1:5432/eventpipe?sslmode=bogus",

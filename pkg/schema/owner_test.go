@@ -22,7 +22,7 @@ import (
 func TestMigrateAsPlainOwner(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.PrivateServer(t)
-	admin := connect(t, pg.AdminURL())
+	admin := pgtest.Connect(t, pg.AdminURL())
 	if _, err := admin.Exec(ctx, `CREATE ROLE app LOGIN NOCREATEROLE`); err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestMigrateAsPlainOwner(t *testing.T) {
 	groups := func(db string) []string {
 		t.Helper()
 		var got []string
-		c := connect(t, appURL(db))
+		c := pgtest.Connect(t, appURL(db))
 		err := c.QueryRow(ctx, `
 			SELECT coalesce(array_agg(DISTINCT grantee ORDER BY grantee), '{}')
 			FROM information_schema.role_table_grants WHERE grantee LIKE 'eventpipe\_%'`).Scan(&got)
@@ -61,7 +61,7 @@ func TestMigrateAsPlainOwner(t *testing.T) {
 	if got := groups("before"); len(got) != 0 {
 		t.Errorf("without the roles, grants to %v; want none", got)
 	}
-	if missing, err := schema.Grant(ctx, connect(t, appURL("before"))); err != nil || !slices.Equal(missing, both) {
+	if missing, err := schema.Grant(ctx, pgtest.Connect(t, appURL("before"))); err != nil || !slices.Equal(missing, both) {
 		t.Errorf("Grant without the roles: missing %v, %v; want %v, nil", missing, err, both)
 	}
 
@@ -83,7 +83,7 @@ func TestMigrateAsPlainOwner(t *testing.T) {
 	// The database migrated before the roles existed gets their rights
 	// from Grant, twice over without harm.
 	for range 2 {
-		if missing, err := schema.Grant(ctx, connect(t, appURL("before"))); err != nil || len(missing) != 0 {
+		if missing, err := schema.Grant(ctx, pgtest.Connect(t, appURL("before"))); err != nil || len(missing) != 0 {
 			t.Fatalf("Grant with the roles: missing %v, %v; want none", missing, err)
 		}
 	}
@@ -103,7 +103,7 @@ func TestMigrateAsPlainOwner(t *testing.T) {
 		{schema.WriterRole, "event_counts", "INSERT", false},
 	} {
 		var got bool
-		err := connect(t, appURL("before")).QueryRow(ctx, `SELECT has_table_privilege($1, $2, $3)`,
+		err := pgtest.Connect(t, appURL("before")).QueryRow(ctx, `SELECT has_table_privilege($1, $2, $3)`,
 			check.role, check.table, check.privilege).Scan(&got)
 		if err != nil {
 			t.Fatal(err)

@@ -27,7 +27,7 @@ import (
 func TestRoles(t *testing.T) {
 	ctx := context.Background()
 	ownerURL := pgtest.Migrated(t)
-	owner := connect(t, ownerURL)
+	owner := pgtest.Connect(t, ownerURL)
 	reporterURL := loginRole(t, owner, ownerURL, schema.ReaderRole, "reporter")
 	collectorURL := loginRole(t, owner, ownerURL, schema.WriterRole, "collector")
 	want, err := schema.Want()
@@ -157,7 +157,7 @@ func TestRoles(t *testing.T) {
 func TestRoleFromEnvironment(t *testing.T) {
 	ctx := context.Background()
 	ownerURL := pgtest.Migrated(t)
-	u, err := url.Parse(loginRole(t, connect(t, ownerURL), ownerURL, schema.WriterRole, "collector"))
+	u, err := url.Parse(loginRole(t, pgtest.Connect(t, ownerURL), ownerURL, schema.WriterRole, "collector"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestRoleFromEnvironment(t *testing.T) {
 func TestEnsureLoginConverges(t *testing.T) {
 	ctx := context.Background()
 	ownerURL := pgtest.Migrated(t)
-	owner := connect(t, ownerURL)
+	owner := pgtest.Connect(t, ownerURL)
 	name := fmt.Sprintf("svc_%d_moved", os.Getpid())
 	dropRole(t, ownerURL, name)
 	for _, group := range []string{schema.ReaderRole, schema.ReaderRole, schema.WriterRole} {
@@ -219,16 +219,6 @@ func TestEnsureLoginConverges(t *testing.T) {
 			t.Errorf("EnsureLogin %s: got nil; want a refusal", user)
 		}
 	}
-}
-
-func connect(t *testing.T, dbURL string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 // loginRole makes a login role in group, named for this process so tests
