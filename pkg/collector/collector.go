@@ -171,7 +171,11 @@ func consume(stop, work context.Context, opts Options, logger *slog.Logger, m *m
 			return nil
 		}
 		iter.Stop()
-		logger.Warn("subscription ended by the server; subscribing again")
+		if w.drained {
+			logger.Info("held messages stored; subscribing again")
+		} else {
+			logger.Warn("subscription ended by the server; subscribing again")
+		}
 	}
 }
 

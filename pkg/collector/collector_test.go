@@ -383,6 +383,65 @@ func TestTransientDatabaseFailure(t *testing.T) {
 	}
 }
 
+// TestOutageHoldsPrefetchedMessages: in a database outage longer than
+// several ACK_WAITs, the messages prefetched behind the failing batch are
+// held in progress with it rather than left to time out, so JetStream
+// delivers nothing twice; once the database is back, everything is stored
+// and the collector goes on with a new subscription.
+func TestOutageHoldsPrefetchedMessages(t *testing.T) {
+	env := newEnv(t)
+	var (
+		down  atomic.Bool
+		calls atomic.Int64
+	)
+	down.Store(true)
+	opts := env.options(event.TikTok, map[string]string{"BATCH_SIZE": "10", "RETRY_MIN": "50ms", "RETRY_MAX": "200ms"})
+	opts.wrapInserter = func(real Inserter) Inserter {
+		return insertFunc(func(ctx context.Context, recs []store.Record) (int64, error) {
+			calls.Add(1)
+			if down.Load() {
+				return 0, fmt.Errorf("insert: %w", &pgconn.PgError{Code: "08006", Message: "connection failure"})
+			}
+			return real.InsertEvents(ctx, recs)
+		})
+	}
+	evs := events(t, 19, event.TikTok, 60)
+	env.publishEvents(evs)
+	c := env.start(opts)
+	start := time.Now()
+	// Down for more than three ACK_WAITs (1s).
+	eventually(t, 30*time.Second, func() string {
+		if calls.Load() < 1 || time.Since(start) < 3500*time.Millisecond {
+			return "the outage goes on"
+		}
+		return ""
+	})
+	if !strings.Contains(c.logs.String(), "holding the prefetched messages") {
+		t.Errorf("no held messages logged in the outage")
+	}
+	down.Store(false)
+	eventually(t, 30*time.Second, func() string {
+		if got := env.count(""); got != len(evs) {
+			return fmt.Sprintf("rows after the outage: got %d; want %d", got, len(evs))
+		}
+		return ""
+	})
+	env.settled("ttk-collector")
+	// Every message the collector received came once.
+	if got := c.metric("ttk_collector_redeliveries_total"); got != 0 {
+		t.Errorf("redeliveries_total: %v; want 0", got)
+	}
+	// The new subscription goes on storing.
+	more := events(t, 20, event.TikTok, 15)
+	env.publishEvents(more)
+	eventually(t, 30*time.Second, func() string {
+		if got := env.count(""); got != len(evs)+len(more) {
+			return fmt.Sprintf("rows after the new subscription: got %d; want %d", got, len(evs)+len(more))
+		}
+		return ""
+	})
+}
+
 // TestRetryWakesWhenTheDatabaseReturns: with a backoff of ten minutes, a
 // batch failing in an outage is stored as soon as the database answers
 // the readiness check again, not when the backoff ends; and a failure while

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,15 @@ type worker struct {
 	parser  event.Parser
 	prefix  string // "events.<source>."
 	dlqSubj string
+
+	// iter is the subscription consume reads. In a database outage its
+	// prefetched messages are taken out into held, kept in progress by
+	// stopHeld's goroutine, and stored before anything else; drained says
+	// iter was drained for that, and must be subscribed again.
+	iter     jetstream.MessagesContext
+	held     []jetstream.Msg
+	stopHeld func()
+	drained  bool
 }
 
 func newWorker(opts Options, logger *slog.Logger, m *metrics, js jetstream.JetStream, ins Inserter, probe func(context.Context) error) *worker {
@@ -63,13 +73,15 @@ func newWorker(opts Options, logger *slog.Logger, m *metrics, js jetstream.JetSt
 // redelivered. It returns false when iter ended while stop was alive: the
 // caller subscribes again.
 func (w *worker) consume(stop, work context.Context, iter jetstream.MessagesContext) bool {
+	w.iter, w.drained = iter, false
+	defer w.releaseHeld()
 	// Fetching stops the moment the stop is asked, not after the batch in
 	// flight: what the server sends meanwhile would only wait for AckWait.
 	stopFetching := context.AfterFunc(stop, iter.Drain)
 	defer stopFetching()
 	buf := make([]jetstream.Msg, 0, w.opts.BatchSize)
 	for stop.Err() == nil {
-		batch, err := w.collect(stop, iter, buf[:0])
+		batch, err := w.next(stop, iter, buf[:0])
 		if len(batch) > 0 {
 			w.process(stop, work, batch)
 		}
@@ -87,7 +99,7 @@ func (w *worker) consume(stop, work context.Context, iter jetstream.MessagesCont
 	}
 	iter.Drain()
 	for work.Err() == nil {
-		batch, err := w.collect(work, iter, buf[:0])
+		batch, err := w.next(work, iter, buf[:0])
 		if len(batch) > 0 {
 			w.process(stop, work, batch)
 		}
@@ -96,6 +108,58 @@ func (w *worker) consume(stop, work context.Context, iter jetstream.MessagesCont
 		}
 	}
 	return true
+}
+
+// next returns the next batch: the held messages first, then what
+// collect gathers from iter.
+func (w *worker) next(ctx context.Context, iter jetstream.MessagesContext, buf []jetstream.Msg) ([]jetstream.Msg, error) {
+	if len(w.held) == 0 {
+		return w.collect(ctx, iter, buf)
+	}
+	n := min(len(w.held), w.opts.BatchSize)
+	batch := append(buf, w.held[:n]...)
+	w.held = w.held[n:]
+	if len(w.held) == 0 {
+		// process keeps the last of them in progress from here.
+		w.releaseHeld()
+	}
+	return batch, nil
+}
+
+// holdPrefetched runs when an insert fails in a way that may pass (the
+// database is down): the messages the subscription prefetched behind the
+// batch in hand would time out after AckWait meanwhile and be delivered
+// again, so it stops the subscription pulling more (Drain), takes what it
+// had buffered into held and keeps those in progress with the batch until
+// they are stored, first thing after it. consume then subscribes again.
+func (w *worker) holdPrefetched() {
+	if w.iter == nil || w.drained {
+		return
+	}
+	w.drained = true
+	w.iter.Drain()
+	for {
+		// A drained iterator hands out its buffer, then reports itself
+		// closed; the wait only bounds a connection that went away.
+		msg, err := w.iter.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			break
+		}
+		_ = msg.InProgress()
+		w.held = append(w.held, msg)
+	}
+	if len(w.held) > 0 {
+		w.stopHeld = w.keepAlive(slices.Clone(w.held))
+	}
+	w.logger.Info("database failing: holding the prefetched messages until it is back", "held", len(w.held))
+}
+
+// releaseHeld stops keeping the held messages in progress.
+func (w *worker) releaseHeld() {
+	if w.stopHeld != nil {
+		w.stopHeld()
+		w.stopHeld = nil
+	}
 }
 
 // collect waits until ctx ends for a first message, then adds to it what
@@ -271,6 +335,7 @@ func (w *worker) insert(stop, work context.Context, recs []store.Record) (int64,
 		}
 		w.m.dbRetries.Inc()
 		w.logger.Warn("insert failed; retrying", "error", err, "events", len(recs), "retry_in", wait.String())
+		w.holdPrefetched()
 		if !w.waitRetry(stop, wait) {
 			return 0, err
 		}
