@@ -43,3 +43,19 @@ func TestUnmigratedDatabaseIsNotReady(t *testing.T) {
 		t.Fatal("got nil; want ErrNotMigrated")
 	}
 }
+
+// TestFreePortNeverRepeats asks for many ports in a row, each released at
+// once as a caller's would be until it binds: none may come twice.
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 500 {
+		p, err := pgtest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
