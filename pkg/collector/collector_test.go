@@ -328,15 +328,7 @@ func TestTransientDatabaseFailure(t *testing.T) {
 	// One batch: only the batch in hand is kept in progress, so messages
 	// waiting behind it would be redelivered.
 	opts := env.options(event.Facebook, map[string]string{"RETRY_MIN": "50ms", "RETRY_MAX": "400ms", "BATCH_WAIT": "300ms"})
-	opts.wrapInserter = func(real Inserter) Inserter {
-		return insertFunc(func(ctx context.Context, recs []store.Record) (int64, error) {
-			calls.Add(1)
-			if failing.Load() {
-				return 0, fmt.Errorf("insert: %w", &pgconn.PgError{Code: "08006", Message: "connection failure"})
-			}
-			return real.InsertEvents(ctx, recs)
-		})
-	}
+	opts.wrapInserter = failWhile(&failing, &calls)
 	evs := events(t, 5, event.Facebook, 50)
 	env.publishEvents(evs)
 	c := env.start(opts)
@@ -396,15 +388,7 @@ func TestOutageHoldsPrefetchedMessages(t *testing.T) {
 	)
 	down.Store(true)
 	opts := env.options(event.TikTok, map[string]string{"BATCH_SIZE": "10", "RETRY_MIN": "50ms", "RETRY_MAX": "200ms"})
-	opts.wrapInserter = func(real Inserter) Inserter {
-		return insertFunc(func(ctx context.Context, recs []store.Record) (int64, error) {
-			calls.Add(1)
-			if down.Load() {
-				return 0, fmt.Errorf("insert: %w", &pgconn.PgError{Code: "08006", Message: "connection failure"})
-			}
-			return real.InsertEvents(ctx, recs)
-		})
-	}
+	opts.wrapInserter = failWhile(&down, &calls)
 	evs := events(t, 19, event.TikTok, 60)
 	env.publishEvents(evs)
 	c := env.start(opts)

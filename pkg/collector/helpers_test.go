@@ -8,9 +8,11 @@ import (
 	"maps"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -354,4 +356,18 @@ type insertFunc func(ctx context.Context, recs []store.Record) (int64, error)
 
 func (f insertFunc) InsertEvents(ctx context.Context, recs []store.Record) (int64, error) {
 	return f(ctx, recs)
+}
+
+// failWhile decorates the store so that every insert fails as a lost
+// connection while down is set; calls counts the inserts tried.
+func failWhile(down *atomic.Bool, calls *atomic.Int64) func(Inserter) Inserter {
+	return func(real Inserter) Inserter {
+		return insertFunc(func(ctx context.Context, recs []store.Record) (int64, error) {
+			calls.Add(1)
+			if down.Load() {
+				return 0, fmt.Errorf("insert: %w", &pgconn.PgError{Code: "08006", Message: "connection failure"})
+			}
+			return real.InsertEvents(ctx, recs)
+		})
+	}
 }
